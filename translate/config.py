@@ -1,0 +1,218 @@
+"""Typed experiment configuration: nested dataclasses, YAML files, `--set a.b=c` overrides.
+
+The resolved config is saved next to every checkpoint, so a checkpoint rebuilds its model alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config problem the user can fix; the message says what and how."""
+
+
+@dataclass
+class DataConfig:
+    source: str = "demo"  # demo | local | wmt14
+    src_lang: str = "de"
+    tgt_lang: str = "en"
+    train: str = ""  # local: path prefix, `data/train` means data/train.de + data/train.en
+    valid: str = ""
+    test: str = ""
+    dir: str = "data/demo"  # where tokenizer.json, the token arrays and manifest.json go
+    vocab_size: int = 8000  # shared BPE vocabulary, rounded up to a multiple of 64
+    max_len: int = 128  # training pairs with a longer side (in tokens) are dropped
+    max_ratio: float = 3.0  # drop training pairs whose token-length ratio exceeds this
+    dedup: bool = True  # drop exact duplicate training pairs
+    demo_pairs: int = 30000  # size of the generated demo corpus
+    tokenizer_sample: int = 2_000_000  # at most this many sentences train the BPE
+    invalid_utf8: str = "error"  # error | replace (replacements are counted)
+
+
+@dataclass
+class ModelConfig:
+    d_model: int = 512
+    n_heads: int = 8
+    d_ff: int = 2048
+    encoder_layers: int = 6
+    decoder_layers: int = 6
+    dropout: float = 0.1  # residual, embedding and feed-forward dropout
+    attn_dropout: float = 0.0
+    pre_norm: bool = False  # the paper is post-LN
+    max_positions: int = 1024  # longest sequence the sinusoidal table covers
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "runs/demo"
+    seed: int = 1
+    device: str = "auto"  # auto | cpu | cuda
+    max_tokens: int = 4096  # padded tokens per micro-batch (per side)
+    tokens_per_update: int = 25000  # reached by gradient accumulation over micro-batches and ranks
+    lr_scale: float = 1.0  # lr = lr_scale * d_model^-0.5 * min(step^-0.5, step * warmup^-1.5)
+    warmup: int = 4000
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-9
+    weight_decay: float = 0.0  # matrices only
+    clip_norm: float = 0.0  # 0 disables clipping
+    label_smoothing: float = 0.1
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    compile: str = "auto"  # auto | on | off
+    max_steps: int = 0  # 0 means no limit
+    max_epochs: int = 0
+    max_time: str = ""  # e.g. "30m", "11.5h", "90s"; ends with a checkpoint
+    log_every: int = 50
+    valid_every: int = 1000
+    valid_bleu_sentences: int = 500  # greedy BLEU on this many valid sentences (0: loss only)
+    save_every: int = 1000
+    keep_last: int = 5  # step checkpoints kept besides best and last
+
+
+@dataclass
+class DecodeConfig:
+    beam: int = 4
+    alpha: float = 0.6  # GNMT length penalty exponent
+    beta: float = 0.0  # GNMT coverage penalty weight (0: off)
+    max_len_a: float = 1.0  # output at most a * source length + b tokens
+    max_len_b: int = 50
+    batch_tokens: int = 4096
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict of lists and scalars (safe for YAML and JSON)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    """Instantiate dataclass `cls` from a dict, rejecting unknown keys and converting types."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        name = f"{where}.{key}" if where else key
+        if key not in known:
+            raise ConfigError(f"unknown config key '{name}'; known keys: {', '.join(known)}")
+        default = getattr(cls(), key)
+        if dataclasses.is_dataclass(default):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{name}' must be a section, got {value!r}")
+            kwargs[key] = _build(type(default), value, name)
+        else:
+            kwargs[key] = _coerce(value, default, name)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, default: Any, name: str) -> Any:
+    """Convert a YAML or command-line value to the type of the field's default."""
+    kind = type(default)
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if kind is tuple:
+            items = yaml.safe_load(value) if isinstance(value, str) else value
+            return tuple(type(d)(v) for d, v in zip(default, items, strict=True))
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"config key '{name}' expects a {kind.__name__} like {default!r}, got {value!r}"
+        ) from None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `section.key=value` strings to a nested dict (values parsed as YAML scalars)."""
+    for item in overrides:
+        path, sep, value = item.partition("=")
+        keys = path.strip().split(".")
+        if not sep or len(keys) != 2 or not all(keys):
+            raise ConfigError(f"--set expects section.key=value, got '{item}'")
+        parsed = yaml.safe_load(value) if value.strip() else ""
+        raw.setdefault(keys[0], {})
+        if not isinstance(raw[keys[0]], dict):
+            raise ConfigError(f"config key '{keys[0]}' must be a section")
+        raw[keys[0]][keys[1]] = parsed
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML experiment file (or the defaults), apply overrides, validate every key."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file '{path}' does not exist; see configs/ for examples")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(
+                f"config file '{path}' is not valid YAML: {e}".splitlines()[0]
+            ) from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file '{path}' must hold sections like 'data:' and 'model:'")
+    return config_from_dict(apply_overrides(raw, overrides or []))
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    cfg = _build(Config, raw, "")
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: Config) -> None:
+    choices = {
+        "data.source": (cfg.data.source, ("demo", "local", "wmt14")),
+        "data.invalid_utf8": (cfg.data.invalid_utf8, ("error", "replace")),
+        "train.precision": (cfg.train.precision, ("auto", "fp32", "bf16", "fp16")),
+        "train.compile": (cfg.train.compile, ("auto", "on", "off")),
+        "train.device": (cfg.train.device, ("auto", "cpu", "cuda")),
+    }
+    for name, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got '{value}'")
+    if cfg.model.d_model % cfg.model.n_heads:
+        raise ConfigError(
+            f"model.d_model ({cfg.model.d_model}) must be divisible by model.n_heads "
+            f"({cfg.model.n_heads})"
+        )
+    if cfg.train.max_time:
+        parse_duration(cfg.train.max_time)
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '30m', '11.5h' or a bare number of seconds -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    text = str(text).strip().lower()
+    scale = units.get(text[-1:])
+    try:
+        return float(text[:-1] if scale else text) * (scale or 1)
+    except ValueError:
+        raise ConfigError(f"train.max_time expects e.g. '30m' or '11.5h', got '{text}'") from None
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+def data_hash(data: DataConfig) -> str:
+    """Hash of the fields that change prepared data (`dir` itself excluded)."""
+    fields = {k: v for k, v in dataclasses.asdict(data).items() if k != "dir"}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
