@@ -1,0 +1,143 @@
+"""Transformer: initial loss, padding invariance, causality, KV cache, tying, HF-style layout."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from translate.config import ModelConfig
+from translate.model import Transformer, sinusoids
+
+V = 40
+
+
+def tiny(pre_norm: bool = False, vocab: int = V, seed: int = 0, **kw) -> Transformer:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(
+        d_model=32, n_heads=4, d_ff=64, encoder_layers=2, decoder_layers=2, dropout=0.0,
+        pre_norm=pre_norm, max_positions=64, **kw,
+    )  # fmt: skip
+    return Transformer(cfg, vocab, pad_id=0).eval()
+
+
+def rand_ids(*shape: int, vocab: int = V) -> torch.Tensor:
+    return torch.randint(4, vocab, shape)
+
+
+@pytest.mark.parametrize("pre_norm", [False, True])
+def test_initial_loss_is_about_ln_vocab(pre_norm):
+    """Logits start ~N(0, 1) (LayerNorm'd states x N(0, 1/D) embedding): loss ~ ln V + 0.5."""
+    vocab = 1000
+    model = tiny(pre_norm, vocab=vocab)
+    torch.manual_seed(1)
+    src, tgt = rand_ids(16, 12, vocab=vocab), rand_ids(16, 10, vocab=vocab)
+    logits = model(src, tgt[:, :-1])
+    loss = F.cross_entropy(logits.reshape(-1, vocab), tgt[:, 1:].reshape(-1))
+    assert abs(loss.item() - math.log(vocab)) < 0.75
+
+
+@pytest.mark.parametrize("pre_norm", [False, True])
+def test_padding_does_not_change_outputs(pre_norm):
+    model = tiny(pre_norm)
+    src_a, tgt_a = rand_ids(1, 5), rand_ids(1, 4)
+    src_b, tgt_b = rand_ids(1, 9), rand_ids(1, 7)
+    src = torch.zeros(2, 9, dtype=torch.long)
+    tgt = torch.zeros(2, 7, dtype=torch.long)
+    src[0, :5], src[1], tgt[0, :4], tgt[1] = src_a, src_b, tgt_a, tgt_b
+    batch = model(src, tgt)
+    torch.testing.assert_close(batch[0, :4], model(src_a, tgt_a)[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(batch[1], model(src_b, tgt_b)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_decoder_cannot_see_the_future():
+    model = tiny()
+    src, tgt = rand_ids(2, 6), rand_ids(2, 8)
+    before = model(src, tgt)
+    for t in (1, 4, 7):
+        changed = tgt.clone()
+        changed[:, t] = (changed[:, t] - 4 + 1) % (V - 4) + 4
+        after = model(src, changed)
+        torch.testing.assert_close(after[:, :t], before[:, :t], atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(after[:, t], before[:, t])
+
+
+@pytest.mark.parametrize("pre_norm", [False, True])
+def test_cached_decoding_equals_full_recomputation(pre_norm):
+    model = tiny(pre_norm)
+    src = rand_ids(3, 7)
+    src[0, 4:] = 0  # one padded row
+    tgt = rand_ids(3, 6)
+    full = model(src, tgt)  # (B, T, V)
+    with torch.no_grad():
+        state = model.init_state(*model.encode(src))
+        steps = []
+        for t in range(tgt.size(1)):
+            logits, attn = model.decode_step(tgt[:, t], state, need_attn=True)
+            steps.append(logits)
+            assert attn is not None and attn.shape == (3, 7)
+            torch.testing.assert_close(attn.sum(-1), torch.ones(3))
+            assert attn[0, 4:].abs().max() == 0  # no attention on source padding
+    torch.testing.assert_close(torch.stack(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_state_reorder_selects_beams_and_sentences():
+    model = tiny()
+    src, tgt = rand_ids(3, 5), rand_ids(3, 4)
+    src[1, 3:] = 0
+    beams = tgt.repeat_interleave(2, 0)  # rows 0, 1 = sentence 0, ...
+    beams[1::2, 1] = 5  # the second beam of each sentence differs
+    full = model(src.repeat_interleave(2, 0), beams)
+    with torch.no_grad():
+        state = model.init_state(*model.encode(src))
+        for t in range(3):
+            model.decode_step(beams[:, t], state)
+        rows = torch.tensor([3, 2, 1, 1])  # sentence 1 (beams swapped), sentence 0 (beam 1 twice)
+        state.reorder(rows, sentences=torch.tensor([1, 0]))
+        logits, _ = model.decode_step(beams[rows, 3], state)
+    torch.testing.assert_close(logits, full[rows, 3], atol=1e-5, rtol=1e-5)
+
+
+def test_shared_embedding_is_one_tensor():
+    model = tiny()
+    d = model.cfg.d_model
+    big = [name for name, p in model.named_parameters() if p.shape == (V, d)]
+    assert big == ["shared.weight"]
+    assert list(model.state_dict()).count("shared.weight") == 1
+    assert model.num_parameters() == sum(p.numel() for p in model.state_dict().values())
+    # the output projection uses it: zeroing one row zeroes that token's logit
+    with torch.no_grad():
+        model.shared.weight[7].zero_()
+        assert model(rand_ids(1, 3), rand_ids(1, 2))[..., 7].abs().max() == 0
+
+
+def test_marian_compatible_layout():
+    post, pre = tiny(False), tiny(True)
+    names = set(post.state_dict())
+    for layer in ("encoder.layers.1", "decoder.layers.1"):
+        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            assert {f"{layer}.self_attn.{proj}.weight", f"{layer}.self_attn.{proj}.bias"} <= names
+        for mod in ("self_attn_layer_norm", "fc1", "fc2", "final_layer_norm"):
+            assert {f"{layer}.{mod}.weight", f"{layer}.{mod}.bias"} <= names
+    assert "decoder.layers.0.encoder_attn.q_proj.bias" in names
+    assert "decoder.layers.0.encoder_attn_layer_norm.bias" in names
+    assert not any(n.endswith("layer_norm.weight") and n.count(".") == 2 for n in names)
+    assert {"encoder.layer_norm.weight", "decoder.layer_norm.weight"} <= set(pre.state_dict())
+    assert "positions" not in names  # recomputed, never saved
+
+
+def test_sinusoids_are_laid_out_like_marian():
+    table = sinusoids(10, 8)
+    pos, i = 3, 2
+    angle = pos / 10000 ** (2 * i / 8)
+    assert table[pos, i].item() == pytest.approx(math.sin(angle), abs=1e-6)
+    assert table[pos, 4 + i].item() == pytest.approx(math.cos(angle), abs=1e-6)
+    torch.testing.assert_close(table[0], torch.tensor([0.0] * 4 + [1.0] * 4))
+
+
+def test_too_long_input_says_what_to_do():
+    model = tiny()
+    with pytest.raises(ValueError, match="max_positions"):
+        model(rand_ids(1, 65), rand_ids(1, 3))

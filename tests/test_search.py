@@ -1,0 +1,147 @@
+"""Search: GNMT penalties, beam 1 = greedy, exhaustive optimum, batching, special tokens, n-best."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from translate.config import ModelConfig
+from translate.model import Transformer
+from translate.search import beam_search, coverage_penalty, greedy_search, length_penalty
+
+BOS, EOS = 1, 2
+SPECIALS = {0, 1, 2, 3}
+
+
+def tiny(vocab: int, seed: int = 0, layers: int = 1) -> Transformer:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(
+        d_model=16, n_heads=2, d_ff=32, encoder_layers=layers, decoder_layers=layers,
+        dropout=0.0, max_positions=64,
+    )  # fmt: skip
+    return Transformer(cfg, vocab, pad_id=0)
+
+
+def sources(vocab: int, lengths: list[int], seed: int = 1) -> torch.Tensor:
+    """Right-padded (B, S) rows of random ids + [eos]."""
+    g = torch.Generator().manual_seed(seed)
+    src = torch.zeros(len(lengths), max(lengths) + 1, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        src[i, :n] = torch.randint(4, vocab, (n,), generator=g)
+        src[i, n] = EOS
+    return src
+
+
+def gnmt_score(model, src_row: torch.Tensor, toks: list[int], alpha: float, beta: float) -> float:
+    """Oracle: the GNMT score of `toks` + eos from the model's own log-probs and attention."""
+    src = src_row[src_row.ne(0)][None]  # (1, S) without padding
+    full = toks + [EOS]
+    with torch.no_grad():
+        lprobs = model(src, torch.tensor([[BOS] + toks])).log_softmax(-1)[0]  # (T, V)
+        logp = sum(lprobs[j, t].item() for j, t in enumerate(full))
+        state = model.init_state(*model.encode(src))
+        sums = torch.zeros(src.size(1))
+        for t in [BOS] + toks:
+            sums += model.decode_step(torch.tensor([t]), state, need_attn=True)[1][0]
+    cp = beta * sum(math.log(min(s, 1.0)) for s in sums.tolist())
+    return logp / ((5 + len(full)) / 6) ** alpha + cp
+
+
+def test_length_penalty_is_the_gnmt_formula():
+    for length, alpha in [(1, 0.6), (7, 0.6), (20, 1.0), (3, 0.0)]:
+        expected = (5 + length) ** alpha / (5 + 1) ** alpha
+        assert length_penalty(length, alpha).item() == pytest.approx(expected, rel=1e-6)
+    torch.testing.assert_close(
+        length_penalty(torch.tensor([1, 7]), 0.6), torch.tensor([1.0, 2.0**0.6])
+    )
+
+
+def test_coverage_penalty_is_the_gnmt_formula():
+    sums = torch.tensor([[0.5, 1.7, 0.2, 0.0], [1.0, 0.3, 0.9, 0.4]])
+    mask = torch.tensor([[True, True, True, False], [True, True, True, True]])
+    expected = [0.2 * (math.log(0.5) + 0 + math.log(0.2)), 0.2 * math.log(0.3 * 0.9 * 0.4)]
+    torch.testing.assert_close(coverage_penalty(sums, 0.2, mask), torch.tensor(expected))
+
+
+def test_beam_one_equals_greedy():
+    model = tiny(vocab=10)
+    src = sources(10, [3, 6, 1, 8, 5])
+    greedy = greedy_search(model, src, max_len_a=1.0, max_len_b=4)
+    beam = beam_search(model, src, beam=1, alpha=0.0, max_len_a=1.0, max_len_b=4)
+    assert [hyps[0][0] for hyps in beam] == greedy
+    assert any(len(g) < n + 4 for g, n in zip(greedy, [3, 6, 1, 8, 5], strict=True))  # eos met
+
+
+@pytest.mark.parametrize("alpha,beta", [(0.0, 0.0), (0.6, 0.0), (2.0, 0.0), (0.6, 0.5)])
+def test_wide_beam_finds_the_exhaustive_best(alpha, beta):
+    """V = 6 (4 specials + 2 words), at most 3 words: 15 hypotheses, all scored by the oracle."""
+    model = tiny(vocab=6, seed=3).eval()
+    src = sources(6, [2, 5, 3], seed=4)
+    found = beam_search(
+        model, src, beam=16, alpha=alpha, beta=beta, max_len_a=0, max_len_b=3, n_best=5
+    )
+    for row, hyps in zip(src, found, strict=True):
+        every = [list(s) for n in range(4) for s in itertools.product([4, 5], repeat=n)]
+        oracle = sorted(((gnmt_score(model, row, s, alpha, beta), s) for s in every), reverse=True)
+        assert [toks for toks, _ in hyps] == [s for _, s in oracle[:5]]
+        assert [score for _, score in hyps] == pytest.approx([s for s, _ in oracle[:5]], abs=1e-4)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.3])
+def test_batch_equals_one_sentence_at_a_time(beta):
+    model = tiny(vocab=12, layers=2)
+    src = sources(12, [4, 9, 2, 6])
+    batch = beam_search(model, src, beam=3, alpha=0.6, beta=beta, max_len_b=5, n_best=2)
+    for row, hyps in zip(src, batch, strict=True):
+        alone = beam_search(
+            model, row[row.ne(0)][None], beam=3, alpha=0.6, beta=beta, max_len_b=5, n_best=2
+        )[0]
+        assert [t for t, _ in hyps] == [t for t, _ in alone]
+        assert [s for _, s in hyps] == pytest.approx([s for _, s in alone], abs=1e-4)
+        for toks, score in hyps:  # the reported score is the GNMT formula
+            assert score == pytest.approx(gnmt_score(model, row, toks, 0.6, beta), abs=1e-4)
+    greedy = greedy_search(model, src, max_len_b=5)
+    for row, out in zip(src, greedy, strict=True):
+        assert greedy_search(model, row[row.ne(0)][None], max_len_b=5)[0] == out
+
+
+def test_no_special_token_but_eos_is_emitted():
+    """Even when pad/bos/unk have the highest logits, they never appear in an output."""
+    model = tiny(vocab=12)
+    project = model.logits
+    boost = torch.zeros(12)
+    boost[[0, 1, 3]] = 20.0
+    model.logits = lambda x: project(x) + boost  # type: ignore[method-assign]
+    src = sources(12, [3, 7, 5])
+    outputs = greedy_search(model, src, max_len_b=6)
+    outputs += [
+        toks for hyps in beam_search(model, src, beam=4, max_len_b=6, n_best=4) for toks, _ in hyps
+    ]
+    assert len(outputs) == 3 + 3 * 4
+    assert all(t not in SPECIALS for toks in outputs for t in toks)
+
+
+def test_n_best_returns_distinct_hypotheses_sorted_by_score():
+    model = tiny(vocab=9, seed=5)
+    model.train()
+    src = sources(9, [5, 3, 7])
+    for hyps in beam_search(model, src, beam=5, alpha=0.6, max_len_b=6, n_best=4):
+        assert len(hyps) == 4
+        assert len({tuple(t) for t, _ in hyps}) == 4
+        scores = [s for _, s in hyps]
+        assert scores == sorted(scores, reverse=True)
+    assert model.training  # the previous mode is restored
+
+
+def test_max_length_is_respected():
+    """At most max_len_a * src_len + max_len_b words (eos excluded): here 3 and 7."""
+    model = tiny(vocab=40)
+    src = sources(40, [2, 10])
+    greedy = greedy_search(model, src, max_len_a=0.5, max_len_b=2)
+    beam = [hyps[0][0] for hyps in beam_search(model, src, max_len_a=0.5, max_len_b=2)]
+    for out in (greedy, beam):
+        assert len(out[0]) <= 3 and len(out[1]) <= 7
+    assert len(greedy[1]) == 7  # this random model never chooses eos early: the cap binds

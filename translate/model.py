@@ -1,0 +1,311 @@
+"""Encoder-decoder Transformer (Vaswani et al. 2017) with a KV cache for incremental decoding.
+
+The layout follows HF `MarianMTModel` (post-LN) so a checkpoint maps onto it name for name:
+`shared` (one embedding for source, target and output projection), `encoder.layers.N.self_attn.
+{q,k,v,out}_proj`, `self_attn_layer_norm`, `fc1`, `fc2`, `final_layer_norm`, and in the decoder
+also `encoder_attn.*` / `encoder_attn_layer_norm`. `model.pre_norm` adds `encoder.layer_norm` and
+`decoder.layer_norm` (final LayerNorms, as in fairseq/MBart); post-LN has none.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from translate.config import ModelConfig
+
+KV = tuple[Tensor, Tensor]  # keys, values: each (B, H, T, Dh)
+
+
+def sinusoids(n_pos: int, dim: int) -> Tensor:
+    """(n_pos, dim) table laid out like HF MarianSinusoidalPositionalEmbedding: sin | cos halves."""
+    half = (dim + 1) // 2
+    freqs = torch.pow(10000.0, -2.0 * torch.arange(half, dtype=torch.float64) / dim)  # (half,)
+    angles = torch.arange(n_pos, dtype=torch.float64)[:, None] * freqs[None, :]  # (n_pos, half)
+    return torch.cat([angles.sin(), angles.cos()[:, : dim - half]], dim=1).float()
+
+
+class Attention(nn.Module):
+    """Multi-head attention via F.scaled_dot_product_attention; separate q/k/v/out projections."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.n_heads, self.dropout = n_heads, dropout
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def heads(self, x: Tensor, proj: nn.Linear) -> Tensor:
+        """(B, T, D) -> projected (B, H, T, Dh)."""
+        B, T, D = x.shape
+        return proj(x).view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, H, T, Dh)
+
+    def kv(self, x: Tensor) -> KV:
+        """Keys and values of `x` (B, S, D), each (B, H, S, Dh)."""
+        return self.heads(x, self.k_proj), self.heads(x, self.v_proj)
+
+    def forward(
+        self,
+        x: Tensor,
+        kv: KV,
+        mask: Tensor | None = None,
+        is_causal: bool = False,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Queries from x (N, T, D) over kv (B, H, S, Dh); mask (B, 1, 1, S) bool, True = attend.
+
+        N may be B * G (G beams per sentence, adjacent rows): the G query rows of a sentence
+        are folded into its query axis, so beams share one copy of the source keys/values.
+        Returns the output (N, T, D) and, only if need_weights, head-averaged weights (N, T, S).
+        """
+        q = self.heads(x, self.q_proj)  # (N, H, T, Dh)
+        k, v = kv  # (B, H, S, Dh)
+        N, H, T, Dh = q.shape
+        B = k.size(0)
+        G = N // B
+        if G > 1:  # (B, G, H, T, Dh) -> (B, H, G * T, Dh)
+            q = q.view(B, G, H, T, Dh).transpose(1, 2).reshape(B, H, G * T, Dh)
+        weights = None
+        if need_weights:  # SDPA does not return weights: compute them explicitly (inference only)
+            scores = q @ k.transpose(-2, -1) / math.sqrt(Dh)  # (B, H, G * T, S)
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            probs = scores.softmax(dim=-1)
+            out, weights = probs @ v, probs.mean(dim=1).view(N, T, -1)  # (B, H, G*T, Dh), (N, T, S)
+        else:
+            p = self.dropout if self.training else 0.0
+            out = F.scaled_dot_product_attention(q, k, v, mask, dropout_p=p, is_causal=is_causal)
+        out = out.view(B, H, G, T, Dh).permute(0, 2, 3, 1, 4)  # (B, G, T, H, Dh)
+        return self.out_proj(out.reshape(N, T, H * Dh)), weights  # (N, T, D)
+
+
+def append(past: Tensor, new: Tensor, rows: Tensor | None) -> Tensor:
+    """past[rows] then new along time, in one copy.
+
+    past (N, H, t, Dh), new (B, H, T, Dh), rows (B,) -> (B, H, t + T, Dh)."""
+    if rows is None:
+        return torch.cat([past, new], dim=2)
+    B, H, T, Dh = new.shape
+    t = past.size(2)
+    out = new.new_empty(B, H, t + T, Dh)
+    torch.index_select(past, 0, rows, out=out[:, :, :t])  # beam reordering fused with the append
+    out[:, :, t:] = new
+    return out
+
+
+class Layer(nn.Module):
+    """One encoder layer, or a decoder layer when `cross=True` (adds encoder_attn)."""
+
+    def __init__(self, cfg: ModelConfig, cross: bool):
+        super().__init__()
+        d = cfg.d_model
+        self.pre_norm = cfg.pre_norm
+        self.self_attn = Attention(d, cfg.n_heads, cfg.attn_dropout)
+        self.self_attn_layer_norm = nn.LayerNorm(d)
+        if cross:
+            self.encoder_attn = Attention(d, cfg.n_heads, cfg.attn_dropout)
+            self.encoder_attn_layer_norm = nn.LayerNorm(d)
+        self.fc1 = nn.Linear(d, cfg.d_ff)
+        self.fc2 = nn.Linear(cfg.d_ff, d)
+        self.final_layer_norm = nn.LayerNorm(d)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def pre(self, x: Tensor, norm: nn.LayerNorm) -> Tensor:
+        """A sublayer's input: norm(x) for pre-norm, x for post-LN."""
+        return norm(x) if self.pre_norm else x
+
+    def post(self, x: Tensor, out: Tensor, norm: nn.LayerNorm) -> Tensor:
+        """Residual with dropout on the sublayer output; post-LN normalizes after the sum."""
+        x = x + self.dropout(out)
+        return x if self.pre_norm else norm(x)
+
+    def ffn(self, x: Tensor) -> Tensor:
+        h = self.pre(x, self.final_layer_norm)
+        return self.post(x, self.fc2(self.dropout(F.relu(self.fc1(h)))), self.final_layer_norm)
+
+    def encode(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        """x (B, S, D), mask (B, 1, 1, S) -> (B, S, D)."""
+        h = self.pre(x, self.self_attn_layer_norm)
+        x = self.post(
+            x, self.self_attn(h, self.self_attn.kv(h), mask)[0], self.self_attn_layer_norm
+        )
+        return self.ffn(x)
+
+    def decode(
+        self,
+        x: Tensor,
+        cross_kv: KV,
+        mask: Tensor | None,
+        past: KV | None = None,
+        rows: Tensor | None = None,
+        need_attn: bool = False,
+    ) -> tuple[Tensor, KV, Tensor | None]:
+        """x (B, T, D) after the cached self-attention keys/values `past` (N, H, t, Dh), if any,
+        taken at `rows` (B,) (None: all, in order).
+
+        Returns the output (B, T, D), the self-attention keys/values including x, and (if
+        need_attn) the head-averaged cross-attention weights (B, T, S).
+        """
+        h = self.pre(x, self.self_attn_layer_norm)
+        k, v = self.self_attn.kv(h)  # (B, H, T, Dh)
+        if past is not None:
+            k, v = append(past[0], k, rows), append(past[1], v, rows)  # (B, H, t + T, Dh)
+        # Training (T > 1, no past): causal, and no key padding mask is needed: the target is
+        # right-padded, so a real query never sees a pad key through the causal mask, and pad
+        # queries produce garbage that the loss ignores. This keeps the GPU flash kernel usable.
+        # Incremental (T == 1): the query sees all cached keys, which are all real tokens.
+        out, _ = self.self_attn(h, (k, v), is_causal=h.size(1) > 1)
+        x = self.post(x, out, self.self_attn_layer_norm)
+        h = self.pre(x, self.encoder_attn_layer_norm)
+        out, attn = self.encoder_attn(h, cross_kv, mask, need_weights=need_attn)
+        x = self.post(x, out, self.encoder_attn_layer_norm)
+        return self.ffn(x), (k, v), attn
+
+
+class Stack(nn.Module):
+    """`layers` plus, for pre-norm only, a final `layer_norm`."""
+
+    def __init__(self, cfg: ModelConfig, n_layers: int, cross: bool):
+        super().__init__()
+        self.layers = nn.ModuleList(Layer(cfg, cross) for _ in range(n_layers))
+        self.layer_norm = nn.LayerNorm(cfg.d_model) if cfg.pre_norm else None
+
+    def norm(self, x: Tensor) -> Tensor:
+        return x if self.layer_norm is None else self.layer_norm(x)
+
+
+@dataclass
+class DecoderState:
+    """What incremental decoding keeps: per-sentence cross-attention K/V (computed once) and
+    the per-row self-attention cache. Rows are sentences x beams: row = sentence * beams + beam.
+    """
+
+    cross_kv: list[KV]  # per layer, (B, H, S, Dh): shared by the beams of a sentence
+    mask: Tensor | None  # (B, 1, 1, S) bool, True = real source token; None when nothing is padded
+    self_kv: list[KV | None]  # per layer, (N, H, t, Dh): the t tokens fed so far
+    rows: Tensor | None = None  # pending reorder of self_kv, fused into the next step's append
+    step: int = 0  # position of the next input token (0 = bos)
+
+    def reorder(self, rows: Tensor, sentences: Tensor | None = None) -> None:
+        """Keep cache rows `rows` (N',) in that order (beam reordering); `sentences` (B',), if
+        given, also keeps those sentences' source K/V (dropping finished sentences). The caller
+        keeps each sentence's beams adjacent: N' = B' * beams."""
+        self.rows = rows if self.rows is None else self.rows.index_select(0, rows)
+        if sentences is not None:
+            self.cross_kv = [
+                (k.index_select(0, sentences), v.index_select(0, sentences))
+                for k, v in self.cross_kv
+            ]
+            if self.mask is not None:
+                self.mask = self.mask.index_select(0, sentences)
+
+
+class Transformer(nn.Module):
+    """Encoder-decoder Transformer; `model(src, tgt_in)` -> logits (B, T, V).
+
+    Initialization as in fairseq: Xavier-uniform linear weights with zero biases, embedding
+    N(0, d_model^-0.5) with a zero pad row, LayerNorms at (1, 0). With the tied output
+    projection this makes the initial logits ~N(0, 1), so the initial loss is about ln(V) + 0.5.
+    """
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, pad_id: int = 0):
+        super().__init__()
+        self.cfg, self.vocab_size, self.pad_id = cfg, vocab_size, pad_id
+        self.shared = nn.Embedding(vocab_size, cfg.d_model, padding_idx=pad_id)
+        self.encoder = Stack(cfg, cfg.encoder_layers, cross=False)
+        self.decoder = Stack(cfg, cfg.decoder_layers, cross=True)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.register_buffer(
+            "positions", sinusoids(cfg.max_positions, cfg.d_model), persistent=False
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        nn.init.normal_(self.shared.weight, mean=0.0, std=self.cfg.d_model**-0.5)
+        with torch.no_grad():
+            self.shared.weight[self.pad_id].zero_()
+
+    def num_parameters(self) -> int:
+        """Trainable parameters, the tied embedding counted once."""
+        return sum(p.numel() for p in self.parameters())
+
+    def embed(self, tokens: Tensor, start: int = 0) -> Tensor:
+        """tokens (B, T) -> sqrt(D)-scaled embeddings + positions start.., dropout: (B, T, D)."""
+        T = tokens.size(1)
+        if start + T > self.cfg.max_positions:
+            raise ValueError(
+                f"sequence of {start + T} tokens exceeds model.max_positions "
+                f"({self.cfg.max_positions}); shorten the input or raise max_positions"
+            )
+        x = self.shared(tokens) * math.sqrt(self.cfg.d_model) + self.positions[start : start + T]
+        return self.dropout(x)
+
+    def encode(self, src: Tensor) -> tuple[Tensor, Tensor]:
+        """src (B, S) -> memory (B, S, D) and the padding mask (B, S) bool, True at pad."""
+        src_pad = src.eq(self.pad_id)  # (B, S)
+        mask = ~src_pad[:, None, None, :]  # (B, 1, 1, S)
+        x = self.embed(src)
+        for layer in self.encoder.layers:
+            x = layer.encode(x, mask)
+        return self.encoder.norm(x), src_pad
+
+    def logits(self, x: Tensor) -> Tensor:
+        """Output projection with the shared embedding: (..., D) -> (..., V)."""
+        return F.linear(x, self.shared.weight)
+
+    def decode(self, tgt_in: Tensor, memory: Tensor, src_pad: Tensor) -> Tensor:
+        """Teacher-forced decoder: tgt_in (B, T), memory (B, S, D), src_pad (B, S) -> (B, T, V)."""
+        mask = ~src_pad[:, None, None, :]  # (B, 1, 1, S)
+        x = self.embed(tgt_in)
+        for layer in self.decoder.layers:
+            x, _, _ = layer.decode(x, layer.encoder_attn.kv(memory), mask)
+        return self.logits(self.decoder.norm(x))
+
+    def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
+        """src (B, S), tgt_in (B, T) right-padded int64 -> logits (B, T, V)."""
+        memory, src_pad = self.encode(src)
+        return self.decode(tgt_in, memory, src_pad)
+
+    def init_state(self, memory: Tensor, src_pad: Tensor) -> DecoderState:
+        """Cross-attention K/V of every decoder layer, computed once per sentence.
+
+        memory (B, S, D), src_pad (B, S). decode_step may then feed B * beams rows (beams of a
+        sentence adjacent); all beams of a sentence read the same K/V.
+        """
+        cross_kv = [layer.encoder_attn.kv(memory) for layer in self.decoder.layers]  # (B, H, S, Dh)
+        mask = ~src_pad[:, None, None, :] if bool(src_pad.any()) else None  # (B, 1, 1, S)
+        return DecoderState(cross_kv, mask, [None] * len(self.decoder.layers))
+
+    def decode_step(
+        self, tokens: Tensor, state: DecoderState, need_attn: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """Feed one token per row, tokens (N,) or (N, 1), N = sentences x beams; updates `state`.
+
+        Returns logits (N, V) and, if need_attn, the last decoder layer's cross-attention
+        averaged over heads (N, S) (computed explicitly for that layer only).
+        """
+        x = self.embed(tokens.view(-1, 1), start=state.step)  # (N, 1, D)
+        attn = None
+        last = len(self.decoder.layers) - 1
+        for i, layer in enumerate(self.decoder.layers):
+            x, state.self_kv[i], a = layer.decode(
+                x,
+                state.cross_kv[i],
+                state.mask,
+                state.self_kv[i],
+                state.rows,
+                need_attn and i == last,
+            )
+            attn = a if a is not None else attn
+        state.step, state.rows = state.step + 1, None
+        logits = self.logits(self.decoder.norm(x))[:, 0]  # (N, V)
+        return logits, (attn[:, 0] if attn is not None else None)  # (N, S)

@@ -1,0 +1,226 @@
+"""Greedy and beam search over a KV-cached Transformer, with GNMT length and coverage penalties.
+
+Beam search scores a finished hypothesis Y of source X as in Wu et al. 2016, section 7:
+    s(Y, X) = log P(Y|X) / lp(Y) + cp(X; Y)
+    lp(Y) = (5 + |Y|)^alpha / (5 + 1)^alpha            (|Y| counts the eos)
+    cp(X; Y) = beta * sum_i log(min(sum_j p_ij, 1.0))
+where p_ij is the cross-attention of target step j on source token i, taken from the last decoder
+layer and averaged over its heads; i runs over the real source tokens (its eos included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor
+
+from data_prep import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from translate.model import Transformer
+
+NEVER_EMITTED = (PAD_ID, BOS_ID, UNK_ID)  # eos is the only special token a hypothesis may end with
+
+
+def length_penalty(length: Tensor | int, alpha: float) -> Tensor:
+    """GNMT lp = ((5 + length) / 6)^alpha, `length` counting the eos."""
+    return ((5.0 + torch.as_tensor(length, dtype=torch.float32)) / 6.0) ** alpha
+
+
+def coverage_penalty(attn_sums: Tensor, beta: float, src_mask: Tensor) -> Tensor:
+    """GNMT cp = beta * sum_i log(min(attn_sums_i, 1)) over positions where src_mask is True.
+
+    attn_sums (N, S): attention each source token received, summed over target steps -> (N,).
+    """
+    logs = attn_sums.float().clamp(min=1e-10, max=1.0).log()  # clamp(min) avoids log(0) = -inf
+    return beta * logs.masked_fill(~src_mask, 0.0).sum(dim=-1)
+
+
+def max_lengths(model: Transformer, src_ids: Tensor, a: float, b: int) -> Tensor:
+    """Most output tokens (eos excluded) per sentence: a * src_len + b, within max_positions."""
+    src_len = src_ids.ne(PAD_ID).sum(dim=1) - 1  # (B,) without the eos
+    limit = (a * src_len.double() + b).floor().long().clamp(min=0)
+    return limit.clamp(max=model.cfg.max_positions - 1)
+
+
+def log_probs(logits: Tensor, step: int, max_len: Tensor) -> Tensor:
+    """logits (N, V) -> log-probs (N, V) with pad/bos/unk at -inf, and only eos left for rows
+    that reached their max_len (N,) output tokens."""
+    lprobs = logits.float().log_softmax(dim=-1)
+    lprobs[:, list(NEVER_EMITTED)] = float("-inf")
+    at_max = max_len <= step  # (N,)
+    if bool(at_max.any()):
+        only_eos = torch.full_like(lprobs[0], float("-inf"))  # (V,)
+        only_eos[EOS_ID] = 0.0
+        lprobs[at_max] += only_eos
+    return lprobs
+
+
+@contextmanager
+def _inference(model: Transformer) -> Iterator[None]:
+    """Eval mode and inference_mode for the block; the previous training mode is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def greedy_search(
+    model: Transformer, src_ids: Tensor, max_len_a: float = 1.0, max_len_b: int = 50
+) -> list[list[int]]:
+    """Argmax decoding of src_ids (B, S) (rows = ids + [eos], right-padded) -> token ids per
+    sentence, bos/eos excluded. Finished rows leave the batch."""
+    with _inference(model):
+        memory, src_pad = model.encode(src_ids)
+        state = model.init_state(memory, src_pad)
+        max_len = max_lengths(model, src_ids, max_len_a, max_len_b)  # (B,)
+        B = src_ids.size(0)
+        rows = torch.arange(B, device=src_ids.device)  # sentence of each active row
+        hist = src_ids.new_empty((B, 0))  # (N, t) tokens emitted so far
+        last = src_ids.new_full((B,), BOS_ID)
+        out: list[list[int]] = [[] for _ in range(B)]
+        for step in range(int(max_len.max()) + 1):
+            logits, _ = model.decode_step(last, state)
+            last = log_probs(logits, step, max_len).argmax(dim=-1)  # (N,)
+            done = last.eq(EOS_ID)
+            if bool(done.any()):
+                for r, toks in zip(rows[done].tolist(), hist[done].tolist(), strict=True):
+                    out[r] = toks
+                keep = (~done).nonzero().squeeze(1)
+                if keep.numel() == 0:
+                    break
+                state.reorder(keep, sentences=keep)
+                rows, hist, max_len, last = rows[keep], hist[keep], max_len[keep], last[keep]
+            hist = torch.cat([hist, last[:, None]], dim=1)
+        return out
+
+
+def beam_step(
+    cum: Tensor, lprobs: Tensor, eos_id: int = EOS_ID
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """One beam update. cum (B, K) live log-probs, lprobs (B, K, V) next-token log-probs.
+
+    Returns for the K best non-eos continuations: parent beam (B, K), token (B, K), log-prob
+    (B, K); and for each live beam's eos continuation: its log-prob (B, K) and whether it may
+    finish (B, K): finite and within the K best of all K * V candidates (as fairseq and HF).
+    """
+    B, K, V = lprobs.shape
+    scores = cum[:, :, None] + lprobs  # (B, K, V)
+    kth_best = scores.view(B, K * V).topk(K, dim=1).values[:, -1:]  # (B, 1)
+    eos_cum = scores[:, :, eos_id]  # (B, K)
+    eos_ok = eos_cum.isfinite() & (eos_cum >= kth_best)
+    live = scores.clone()
+    live[:, :, eos_id] = float("-inf")
+    new_cum, idx = live.view(B, K * V).topk(K, dim=1)  # (B, K)
+    return idx // V, idx % V, new_cum, eos_cum, eos_ok
+
+
+def finished_bound(
+    threshold: Tensor, new_cum: Tensor, step: int, max_len: Tensor, alpha: float
+) -> Tensor:
+    """(B,) True where no live hypothesis can beat the n-th best finished score `threshold` (B,).
+
+    A live hypothesis with log-prob L <= 0 and step + 1 tokens finishes with length in
+    [step + 2, max_len + 1]: its score is at most L / max(lp) there (lp is monotone), plus cp <= 0.
+    """
+    lp_best = torch.maximum(length_penalty(step + 2, alpha), length_penalty(max_len + 1, alpha))
+    bound = new_cum.max(dim=1).values / lp_best.to(new_cum.device)  # (B,)
+    return (threshold >= bound) | (max_len <= step)
+
+
+def beam_search(
+    model: Transformer,
+    src_ids: Tensor,
+    beam: int = 4,
+    alpha: float = 0.6,
+    beta: float = 0.0,
+    max_len_a: float = 1.0,
+    max_len_b: int = 50,
+    n_best: int = 1,
+) -> list[list[tuple[list[int], float]]]:
+    """Beam search over src_ids (B, S) (rows = ids + [eos], right-padded) -> per sentence the
+    n_best (token ids without bos/eos, GNMT score) best first. All sentences x beams decode as
+    one batch; a sentence leaves the batch once no live hypothesis can beat its finished ones."""
+    if beam < 1 or n_best < 1:
+        raise ValueError(f"beam ({beam}) and n_best ({n_best}) must be at least 1")
+    with _inference(model):
+        return _beam_search(model, src_ids, beam, alpha, beta, max_len_a, max_len_b, n_best)
+
+
+def _beam_search(
+    model: Transformer,
+    src_ids: Tensor,
+    K: int,
+    alpha: float,
+    beta: float,
+    max_len_a: float,
+    max_len_b: int,
+    n_best: int,
+) -> list[list[tuple[list[int], float]]]:
+    """The beam loop: live beams ranked by log-prob, finished ones by GNMT score (see top)."""
+    dev, B = src_ids.device, src_ids.size(0)
+    memory, src_pad = model.encode(src_ids)
+    state = model.init_state(memory, src_pad)  # row = sentence * K + beam
+    max_len = max_lengths(model, src_ids, max_len_a, max_len_b)  # (B,)
+    sent = torch.arange(B, device=dev)  # original sentence of each active sentence
+    cum = torch.full((B, K), float("-inf"), device=dev)  # (B, K) live log-probs
+    cum[:, 0] = 0.0  # all beams start as the same empty hypothesis: keep one
+    threshold = torch.full((B,), float("-inf"), device=dev)  # n_best-th finished score
+    hist = src_ids.new_empty((B * K, 0))  # (N, t) tokens of the live hypotheses
+    last = src_ids.new_full((B * K,), BOS_ID)
+    src_real = (~src_pad).repeat_interleave(K, dim=0)  # (N, S)
+    attn_sums = torch.zeros(src_real.shape, device=dev)  # (N, S) sum_j p_ij so far
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
+    for step in range(int(max_len.max()) + 1):
+        Bt = cum.size(0)
+        logits, attn = model.decode_step(last, state, need_attn=beta > 0)
+        lprobs = log_probs(logits, step, max_len.repeat_interleave(K))  # (N, V)
+        cp = torch.zeros(Bt, K, device=dev)
+        if attn is not None:
+            attn_sums += attn.float()
+            cp = coverage_penalty(attn_sums, beta, src_real).view(Bt, K)
+        parent, token, cum, eos_cum, eos_ok = beam_step(cum, lprobs.view(Bt, K, -1))
+        eos_score = eos_cum / length_penalty(step + 1, alpha).to(dev) + cp  # (Bt, K)
+        new = eos_ok & (eos_score > threshold[:, None])
+        if bool(new.any()):
+            _finish(new, eos_score, hist, sent, finished, threshold, n_best)
+        done = finished_bound(threshold, cum, step, max_len, alpha)  # (Bt,)
+        keep = (~done).nonzero().squeeze(1)  # (Bt',)
+        if keep.numel() == 0:
+            break
+        rows = (torch.arange(Bt, device=dev)[:, None] * K + parent)[keep].view(-1)  # (Bt' * K,)
+        state.reorder(rows, sentences=keep if keep.numel() < Bt else None)
+        last = token[keep].view(-1)  # (Bt' * K,)
+        hist = torch.cat([hist[rows], last[:, None]], dim=1)
+        attn_sums, src_real = attn_sums[rows], src_real[rows]
+        cum, sent, max_len, threshold = cum[keep], sent[keep], max_len[keep], threshold[keep]
+    return [[(toks, score) for score, toks in hyps] for hyps in finished]
+
+
+def _finish(
+    new: Tensor,
+    eos_score: Tensor,
+    hist: Tensor,
+    sent: Tensor,
+    finished: list[list[tuple[float, list[int]]]],
+    threshold: Tensor,
+    n_best: int,
+) -> None:
+    """Move the eos continuations marked in `new` (B, K) into `finished` (kept n_best, best
+    first) and raise `threshold` (B,) to each sentence's n_best-th score once it has n_best."""
+    K = new.size(1)
+    where = new.nonzero().tolist()  # [[b, k], ...]
+    rows = torch.tensor([b * K + k for b, k in where], device=hist.device)
+    sentences = sent.tolist()
+    for (b, _), score, toks in zip(
+        where, eos_score[new].tolist(), hist[rows].tolist(), strict=True
+    ):
+        hyps = finished[sentences[b]]
+        hyps.append((score, toks))
+        hyps.sort(key=lambda h: -h[0])
+        del hyps[n_best:]
+        if len(hyps) == n_best:
+            threshold[b] = hyps[-1][0]
