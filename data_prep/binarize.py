@@ -1,0 +1,216 @@
+"""prepare(): raw corpus -> cleaned pairs -> shared BPE -> flat token arrays + offsets + manifest.
+
+Streams chunk by chunk: token ids go to disk as they are produced, so memory stays flat for
+WMT14-sized corpora. Output (per split and side, `side` in src/tgt):
+  {split}.{side}.npy      all token ids of the split, concatenated (uint16 when the vocab fits)
+  {split}.{side}.idx.npy  (N+1,) int64 offsets: pair i is ids[idx[i]:idx[i+1]]
+  {split}.{lang}          valid/test raw text, verbatim (sacreBLEU references)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tokenizers import Tokenizer
+from tqdm import tqdm
+
+from data_prep import clean
+from data_prep.sources import SPLITS, Stats, input_files, open_split, sample_split
+from data_prep.tokenizer import encode_ids, train_tokenizer
+from translate.config import DataConfig, data_hash
+
+FORMAT = 1  # bump when the on-disk layout changes (invalidates every cache)
+
+
+def prepare(cfg: DataConfig) -> Path:
+    """Build (or reuse, when config and inputs are unchanged) the prepared data dir; returns it."""
+    out = Path(cfg.dir)
+    inputs = _signatures(cfg)
+    if _is_current(out, cfg, inputs):
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "manifest.json").unlink(missing_ok=True)  # a half-built dir is never reused
+    start, stats, drops = time.time(), Stats(), Counter()
+    sample, n_sample = _tokenizer_sample(cfg, stats)
+    tok = train_tokenizer(sample, vocab_size=cfg.vocab_size, length=n_sample)
+    tok.save(str(out / "tokenizer.json"))
+    dtype = np.uint16 if tok.get_vocab_size() <= 1 << 16 else np.uint32
+    stats.replaced_utf8 = 0  # the sample pass read train once already
+    splits = {"train": _binarize_train(cfg, tok, out, dtype, drops, stats)}
+    for split in ("valid", "test"):
+        splits[split] = _binarize_eval(cfg, split, tok, out, dtype, stats)
+    manifest = {
+        "format": FORMAT,
+        "data_hash": data_hash(cfg),
+        "inputs": inputs,
+        "source": cfg.source,
+        "src_lang": cfg.src_lang,
+        "tgt_lang": cfg.tgt_lang,
+        "vocab_size": tok.get_vocab_size(),
+        "dtype": np.dtype(dtype).name,
+        "splits": splits,
+        "drops": {reason: drops[reason] for reason in clean.DROP_REASONS},
+        "invalid_utf8_replaced": stats.replaced_utf8,
+        "seconds": round(time.time() - start, 1),
+        "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+    }
+    tmp = out / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, out / "manifest.json")
+    return out
+
+
+def _signatures(cfg: DataConfig) -> list[list[Any]]:
+    return [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in input_files(cfg)]
+
+
+def _is_current(out: Path, cfg: DataConfig, inputs: list[list[Any]]) -> bool:
+    try:
+        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    files = ["tokenizer.json"] + [
+        f"{split}.{side}{ext}"
+        for split in SPLITS
+        for side in ("src", "tgt")
+        for ext in (".npy", ".idx.npy")
+    ]
+    return (
+        manifest.get("format") == FORMAT
+        and manifest.get("data_hash") == data_hash(cfg)
+        and manifest.get("inputs") == inputs
+        and all((out / f).is_file() for f in files)
+    )
+
+
+def _tokenizer_sample(cfg: DataConfig, stats: Stats) -> tuple[Iterator[list[str]], int]:
+    """Every k-th training pair (both sides), at most data.tokenizer_sample sentences."""
+    n, chunks = open_split(cfg, "train", stats)
+    stride = max(1, math.ceil(2 * n / max(cfg.tokenizer_sample, 2)))
+    pairs = sample_split(cfg, stride) or _strided(chunks, stride)
+
+    def batches() -> Iterator[list[str]]:
+        total = math.ceil(n / stride)
+        bar = tqdm(total=total, desc="bpe sample", unit="pairs", unit_scale=True, leave=False)
+        while batch := list(islice(pairs, 10_000)):
+            bar.update(len(batch))
+            src, tgt = zip(*batch, strict=True)
+            yield clean.normalize(list(src)) + clean.normalize(list(tgt))
+        bar.close()
+
+    return batches(), 2 * math.ceil(n / stride)
+
+
+def _strided(
+    chunks: Iterator[tuple[list[str], list[str]]], stride: int
+) -> Iterator[tuple[str, str]]:
+    """Pairs with global index divisible by `stride`, across chunk boundaries."""
+    seen = 0
+    for src, tgt in chunks:
+        first = -seen % stride
+        seen += len(src)
+        yield from zip(src[first::stride], tgt[first::stride], strict=True)
+
+
+class SplitWriter:
+    """Appends one side's token ids to a temp file; `finish` writes the .npy and offsets."""
+
+    def __init__(self, out: Path, name: str, dtype: type) -> None:
+        self.out, self.name, self.dtype = out, name, dtype
+        self.tmp = out / f"{name}.tmp"
+        self.tmp.write_bytes(b"")
+        self.lens: list[np.ndarray] = []
+
+    def add(self, flat: np.ndarray, lens: np.ndarray) -> None:
+        with open(self.tmp, "ab") as f:
+            f.write(flat.tobytes())
+        self.lens.append(lens)
+
+    def finish(self, keep: np.ndarray | None = None) -> int:
+        """Write {name}.npy (only pairs where `keep`) and {name}.idx.npy; returns tokens kept."""
+        lens = np.concatenate(self.lens) if self.lens else np.zeros(0, np.int64)
+        keep = np.ones(len(lens), bool) if keep is None else keep
+        kept = lens[keep]
+        header = {
+            "descr": np.dtype(self.dtype).str,
+            "fortran_order": False,
+            "shape": (int(kept.sum()),),
+        }
+        with open(self.tmp, "rb") as src, open(self.out / f"{self.name}.npy", "wb") as dst:
+            np.lib.format.write_array_header_1_0(dst, header)
+            for start in range(0, len(lens), 1 << 20):  # 1M pairs at a time
+                part_lens, part_keep = (
+                    lens[start : start + (1 << 20)],
+                    keep[start : start + (1 << 20)],
+                )
+                ids = np.frombuffer(
+                    src.read(int(part_lens.sum()) * np.dtype(self.dtype).itemsize), self.dtype
+                )
+                dst.write(ids[np.repeat(part_keep, part_lens)].tobytes())
+        np.save(
+            self.out / f"{self.name}.idx.npy",
+            np.concatenate([[0], np.cumsum(kept)]).astype(np.int64),
+        )
+        self.tmp.unlink()
+        return int(kept.sum())
+
+
+def _binarize_train(
+    cfg: DataConfig, tok: Tokenizer, out: Path, dtype: type, drops: Counter, stats: Stats
+) -> dict[str, int]:
+    """Clean, encode and write the training split; returns its pair/token counts."""
+    n, chunks = open_split(cfg, "train", stats)
+    src_out, tgt_out = SplitWriter(out, "train.src", dtype), SplitWriter(out, "train.tgt", dtype)
+    hashes, read = [], 0
+    with tqdm(total=n, desc="train", unit="pairs", unit_scale=True) as bar:
+        for src, tgt in chunks:
+            read += len(src)
+            bar.update(len(src))
+            src, tgt = clean.normalize(src), clean.normalize(tgt)
+            keep = clean.non_empty(src, tgt, drops)
+            src, tgt = [src[i] for i in keep], [tgt[i] for i in keep]
+            (s_ids, s_lens), (t_ids, t_lens) = (
+                encode_ids(tok, src, dtype),
+                encode_ids(tok, tgt, dtype),
+            )
+            mask = clean.length_mask(s_lens, t_lens, cfg.max_len, cfg.max_ratio, drops)
+            src_out.add(s_ids[np.repeat(mask, s_lens)], s_lens[mask])
+            tgt_out.add(t_ids[np.repeat(mask, t_lens)], t_lens[mask])
+            if cfg.dedup:
+                kept = np.flatnonzero(mask)
+                hashes.append(clean.pair_hashes([src[i] for i in kept], [tgt[i] for i in kept]))
+    keep = clean.first_occurrences(np.concatenate(hashes), drops) if hashes else None
+    src_tokens, tgt_tokens = src_out.finish(keep), tgt_out.finish(keep)
+    pairs = int(keep.sum()) if keep is not None else sum(map(len, src_out.lens))
+    return {"read": read, "pairs": pairs, "src_tokens": src_tokens, "tgt_tokens": tgt_tokens}
+
+
+def _binarize_eval(
+    cfg: DataConfig, split: str, tok: Tokenizer, out: Path, dtype: type, stats: Stats
+) -> dict[str, int]:
+    """Valid/test: keep every line (NFC + strip only for tokenizing) and the raw text verbatim."""
+    n, chunks = open_split(cfg, split, stats)
+    writers = {side: SplitWriter(out, f"{split}.{side}", dtype) for side in ("src", "tgt")}
+    with ExitStack() as stack:
+        texts = {
+            side: stack.enter_context(
+                open(out / f"{split}.{lang}", "w", encoding="utf-8", newline="")
+            )
+            for side, lang in (("src", cfg.src_lang), ("tgt", cfg.tgt_lang))
+        }
+        for chunk in tqdm(chunks, desc=split, unit="chunk", leave=False):
+            for side, lines in zip(("src", "tgt"), chunk, strict=True):
+                texts[side].writelines(line + "\n" for line in lines)
+                writers[side].add(*encode_ids(tok, clean.normalize(lines), dtype))
+    tokens = {side: w.finish() for side, w in writers.items()}
+    return {"read": n, "pairs": n, "src_tokens": tokens["src"], "tgt_tokens": tokens["tgt"]}

@@ -1,0 +1,177 @@
+"""Raw parallel text: WMT14 via Hugging Face `datasets`, line-aligned local files, the demo corpus.
+
+Every source yields a split as chunks of raw (not yet cleaned) sentence pairs, so a 4.5M-pair
+corpus streams through in constant memory.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+from typing import BinaryIO
+
+from translate.config import DataConfig
+
+SPLITS = ("train", "valid", "test")
+CHUNK = 20_000  # pairs per chunk
+Chunk = tuple[list[str], list[str]]  # (source sentences, target sentences)
+
+
+class DataError(ValueError):
+    """A data problem the user can fix; the message is one line that says what and how."""
+
+
+class Stats:
+    """Counts kept while reading: lines whose invalid UTF-8 was replaced."""
+
+    def __init__(self) -> None:
+        self.replaced_utf8 = 0
+
+
+def open_split(cfg: DataConfig, split: str, stats: Stats) -> tuple[int, Iterator[Chunk]]:
+    """(number of pairs, iterator of chunks) for one split of the configured source."""
+    if cfg.source == "local":
+        return _local_split(cfg, split, stats)
+    if cfg.source == "wmt14":
+        return _wmt14_split(cfg, split)
+    from data_prep.demo_corpus import demo_splits
+
+    src, tgt = demo_splits(cfg.demo_pairs, cfg.src_lang, cfg.tgt_lang)[split]
+    return len(src), iter([(src, tgt)])
+
+
+def input_files(cfg: DataConfig) -> list[Path]:
+    """The local files a prepared directory depends on (their size and mtime join the cache key)."""
+    if cfg.source != "local":
+        return []
+    return [_find(cfg, split, lang) for split in SPLITS for lang in (cfg.src_lang, cfg.tgt_lang)]
+
+
+# ---------------------------------------------------------------- local files
+
+
+def _find(cfg: DataConfig, split: str, lang: str) -> Path:
+    prefix = getattr(cfg, split)
+    if not prefix:
+        raise DataError(f"data.{split} is empty; source: local needs a path prefix for {split}")
+    for path in (Path(f"{prefix}.{lang}"), Path(f"{prefix}.{lang}.gz")):
+        if path.is_file():
+            return path
+    raise DataError(f"file '{prefix}.{lang}' (or '{prefix}.{lang}.gz') does not exist")
+
+
+def _open(path: Path) -> BinaryIO:
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def count_lines(path: Path) -> int:
+    """Lines in a (possibly gzipped) file; a last line without a newline counts."""
+    n, last = 0, b"\n"
+    with _open(path) as f:
+        while block := f.read(1 << 22):
+            n += block.count(b"\n")
+            last = block[-1:]
+    return n + (last != b"\n")
+
+
+def read_lines(path: Path, policy: str, stats: Stats) -> Iterator[str]:
+    """Decoded lines without BOM or line ending (CRLF or LF); not stripped or normalized."""
+    with _open(path) as f:
+        for lineno, raw in enumerate(f, 1):
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            raw = raw.rstrip(b"\n").rstrip(b"\r")
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                if policy != "replace":
+                    raise DataError(
+                        f"{path}:{lineno}: invalid UTF-8 (byte 0x{raw[e.start]:02x} at column "
+                        f"{e.start + 1}); fix the file or set data.invalid_utf8: replace"
+                    ) from None
+                stats.replaced_utf8 += 1
+                yield raw.decode("utf-8", errors="replace")
+
+
+def sample_lines(path: Path, start: int, stride: int) -> Iterator[str]:
+    """Every stride-th line from line `start` (0-based), skipped in C: a fast tokenizer sample.
+    Undecodable bytes are replaced here; the full pass reports them."""
+    with _open(path) as f:
+        for raw in islice(f, start, None, stride):
+            yield (
+                raw.removeprefix(b"\xef\xbb\xbf")
+                .rstrip(b"\n")
+                .rstrip(b"\r")
+                .decode(errors="replace")
+            )
+
+
+def sample_split(cfg: DataConfig, stride: int) -> Iterator[tuple[str, str]] | None:
+    """Stride-sampled training pairs read directly from local files (None for other sources)."""
+    if cfg.source != "local":
+        return None
+    src, tgt = (
+        sample_lines(_find(cfg, "train", lang), 0, stride) for lang in (cfg.src_lang, cfg.tgt_lang)
+    )
+    return zip(src, tgt, strict=True)
+
+
+def _local_split(cfg: DataConfig, split: str, stats: Stats) -> tuple[int, Iterator[Chunk]]:
+    src_path, tgt_path = _find(cfg, split, cfg.src_lang), _find(cfg, split, cfg.tgt_lang)
+    n_src, n_tgt = count_lines(src_path), count_lines(tgt_path)
+    if n_src != n_tgt:
+        raise DataError(
+            f"{src_path} has {n_src} lines but {tgt_path} has {n_tgt}; "
+            "the files must be line-aligned"
+        )
+
+    def chunks() -> Iterator[Chunk]:
+        src_lines = read_lines(src_path, cfg.invalid_utf8, stats)
+        tgt_lines = read_lines(tgt_path, cfg.invalid_utf8, stats)
+        src: list[str] = []
+        tgt: list[str] = []
+        for s, t in zip(src_lines, tgt_lines, strict=True):
+            src.append(s)
+            tgt.append(t)
+            if len(src) == CHUNK:
+                yield src, tgt
+                src, tgt = [], []
+        if src:
+            yield src, tgt
+
+    return n_src, chunks()
+
+
+# ---------------------------------------------------------------- WMT14 (Hugging Face hub)
+
+WMT14_SPLITS = {"train": "train", "valid": "validation", "test": "test"}
+
+
+def load_wmt14(cfg: DataConfig):
+    """The `datasets` DatasetDict of wmt14 de-en (train: Europarl v7 + News Commentary v9 + Common
+    Crawl, validation: newstest2013, test: newstest2014), or a one-line DataError when offline."""
+    from datasets import load_dataset
+
+    pair = "-".join(sorted((cfg.src_lang, cfg.tgt_lang)))
+    try:
+        return load_dataset("wmt14", pair)
+    except Exception as e:  # hub unreachable, offline mode, unknown config, ...
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise DataError(
+            f"could not load the Hugging Face dataset 'wmt14' ({pair}): {reason}; without hub "
+            "access, put line-aligned files on disk and use source: local"
+        ) from None
+
+
+def _wmt14_split(cfg: DataConfig, split: str) -> tuple[int, Iterator[Chunk]]:
+    ds = load_wmt14(cfg)[WMT14_SPLITS[split]]
+
+    def chunks() -> Iterator[Chunk]:
+        # Arrow record batches: never materializes the 4.5M rows as Python objects at once.
+        for table in ds.with_format("arrow").iter(batch_size=CHUNK):
+            column = table.column("translation").combine_chunks()
+            yield column.field(cfg.src_lang).to_pylist(), column.field(cfg.tgt_lang).to_pylist()
+
+    return ds.num_rows, chunks()

@@ -1,0 +1,109 @@
+"""Speed and quality benchmarks, one function per section.
+
+  python scripts/benchmark.py --only data [--json out.json] [--big /tmp/corpus/train]
+
+data: Multi30k preparation time and peak memory (a fresh subprocess), detokenization round trip,
+padding efficiency of length-bucketed vs random batches; with --big PREFIX also a WMT14-sized
+local corpus (PREFIX.de / PREFIX.en; valid/test reuse Multi30k).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import unicodedata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+MULTI30K = ROOT.parent / "shared" / "data" / "multi30k"
+
+
+def timed_prepare(overrides: list[str]) -> dict:
+    """Run `python -m data_prep` under /usr/bin/time in a fresh process: seconds and peak RSS."""
+    cmd = [sys.executable, "-m", "data_prep", "--config", "configs/multi30k.yaml"]
+    cmd += [arg for o in overrides for arg in ("--set", o)]
+    start = time.time()
+    proc = subprocess.run(["/usr/bin/time", "-v", *cmd], cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(proc.stderr[-2000:])
+    rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
+    return {"seconds": round(time.time() - start, 1), "peak_rss_mb": round(rss_kb / 1024)}
+
+
+def padding(data_dir: Path, max_tokens: int) -> dict:
+    import numpy as np
+
+    from data_prep import load_split, token_batches
+    from data_prep.batching import padding_efficiency, random_batches
+
+    train = load_split(data_dir, "train")
+    src, tgt = train.src_lens + 1, train.tgt_lens + 1
+    bucketed = token_batches(src, tgt, max_tokens, seed=1, epoch=0)
+    shuffled = random_batches(np.maximum(src, tgt), max_tokens, seed=1)
+    return {
+        "max_tokens": max_tokens,
+        "bucketed": round(padding_efficiency(bucketed, src, tgt), 4),
+        "random": round(padding_efficiency(shuffled, src, tgt), 4),
+        "batches_bucketed": len(bucketed),
+        "batches_random": len(shuffled),
+    }
+
+
+def round_trip(data_dir: Path, files: list[Path]) -> dict:
+    from data_prep import load_tokenizer
+
+    tok = load_tokenizer(data_dir)
+    total = exact = 0
+    for path in files:
+        lines = [
+            unicodedata.normalize("NFC", s).strip() for s in path.read_text("utf-8").split("\n")
+        ]
+        lines = [s for s in lines if s]
+        ids = [e.ids for e in tok.encode_batch(lines)]
+        exact += sum(d == s for d, s in zip(tok.decode_batch(ids), lines, strict=True))
+        total += len(lines)
+    return {"sentences": total, "exact": exact, "rate": round(exact / total, 6)}
+
+
+def bench_data(args: argparse.Namespace) -> dict:
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "multi30k"
+        results["multi30k_prepare"] = timed_prepare([f"data.dir={out}"])
+        files = [MULTI30K / f"{s}.{lang}" for s in ("train", "val") for lang in ("de", "en")]
+        results["multi30k_round_trip"] = round_trip(out, files)
+        results["multi30k_padding"] = padding(out, 4096)
+        if args.big:
+            big = Path(tmp) / "big"
+            overrides = [f"data.dir={big}", f"data.train={args.big}", "data.vocab_size=37000",
+                         "data.max_len=256"]  # fmt: skip
+            results["big_prepare"] = timed_prepare(overrides)
+            manifest = json.loads((big / "manifest.json").read_text())
+            results["big_prepare"]["train"] = manifest["splits"]["train"]
+            results["big_prepare"]["drops"] = manifest["drops"]
+    return results
+
+
+SECTIONS = {"data": bench_data}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=sorted(SECTIONS), action="append", help="run a section")
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--big", help="data: prefix of a WMT14-sized corpus (PREFIX.de, PREFIX.en)")
+    args = parser.parse_args()
+    results = {name: SECTIONS[name](args) for name in args.only or SECTIONS}
+    print(json.dumps(results, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

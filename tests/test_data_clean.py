@@ -1,0 +1,43 @@
+"""Cleaning rules: normalization, empty sides, length and ratio limits, duplicates."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import Counter
+
+import numpy as np
+
+from data_prep import clean
+
+
+def test_normalize_is_nfc_and_strip():
+    decomposed = unicodedata.normalize("NFD", "  Grüße aus Köln \t")
+    assert clean.normalize([decomposed]) == ["Grüße aus Köln"]
+
+
+def test_empty_sides_are_dropped_and_counted():
+    drops = Counter()
+    assert clean.non_empty(["a", "", "c", ""], ["x", "y", "", ""], drops) == [0]
+    assert drops["empty"] == 3
+
+
+def test_length_and_ratio_masks():
+    drops = Counter()
+    src = np.array([5, 300, 30, 2, 40])
+    tgt = np.array([6, 10, 4, 5, 400])
+    mask = clean.length_mask(src, tgt, max_len=256, max_ratio=3.0, drops=drops)
+    # pair 1 and 4 too long, pair 2 ratio 7.5, pair 3 short (ratio 2.5 anyway)
+    assert mask.tolist() == [True, False, False, True, False]
+    assert drops == Counter(too_long=2, ratio=1)
+
+
+def test_short_pairs_are_exempt_from_the_ratio_rule():
+    mask = clean.length_mask(np.array([1]), np.array([5]), 100, 3.0, Counter())
+    assert mask.tolist() == [True]
+
+
+def test_duplicates_keep_the_first_occurrence():
+    drops = Counter()
+    h = clean.pair_hashes(["a", "b", "a", "a"], ["x", "y", "x", "z"])
+    assert clean.first_occurrences(h, drops).tolist() == [True, True, False, True]
+    assert drops["duplicate"] == 1

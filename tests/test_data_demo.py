@@ -1,0 +1,60 @@
+"""The generated demo corpus: size, determinism, phrasebook content, disjoint held-out splits."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from data_prep.demo_corpus import demo_splits
+
+
+def test_default_demo_is_deterministic_and_large():
+    a, b = demo_splits(30_000), demo_splits(30_000)
+    assert a == b
+    src, tgt = a["train"]
+    assert len(src) == len(tgt) >= 20_000
+    assert len(set(zip(src, tgt, strict=True))) == len(src)  # survives exact dedup
+    pairs = dict(zip(src, tgt, strict=True))
+    assert pairs["Guten Morgen"] == "Good morning"
+    assert sum("Guten Morgen" in s for s in src) >= 10
+    assert pairs["Wie geht es dir?"] == "How are you?"
+    assert max(len(s.split()) for s in src) <= 16
+
+
+def test_held_out_splits_are_disjoint_from_train():
+    splits = demo_splits(3000)
+    train = set(splits["train"][0])
+    for split in ("valid", "test"):
+        assert len(splits[split][0]) > 0
+        assert not train & set(splits[split][0])
+    assert not set(splits["valid"][0]) & set(splits["test"][0])
+
+
+def test_grammar_samples():
+    src, tgt = demo_splits(3000)["train"]
+    for s, t in zip(src, tgt, strict=True):
+        assert " ein " not in f" {t} " and "inein" not in s  # English articles, German stems
+        if t[-1] in ".?!":  # sentences (not fragments like "am Montag") start with a capital
+            assert t[0].isupper() and s[0].isupper(), (s, t)
+        if t.startswith("Does ") or t.startswith("Do "):
+            assert t.endswith("?")
+
+
+def test_cli_prints_summary_and_errors(tmp_path):
+    out = tmp_path / "demo"
+
+    def run(*args):
+        cmd = [sys.executable, "-m", "data_prep", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+    ok = run(
+        "--config", "configs/demo.yaml", "--set", f"data.dir={out}", "--set", "data.demo_pairs=2000"
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "padding efficiency" in ok.stdout and "peak memory" in ok.stdout
+    bad = run(
+        "--config", "configs/demo.yaml", "--set", f"data.dir={out}", "--set", "data.source=local"
+    )
+    assert bad.returncode == 1
+    assert bad.stderr.strip().startswith("error: ") and "Traceback" not in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1

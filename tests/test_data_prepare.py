@@ -1,0 +1,85 @@
+"""prepare(): end to end on generated files, caching, drops, verbatim references, load_split."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+
+import numpy as np
+
+from data_prep import load_split, load_tokenizer, prepare, read_raw_split
+from translate.config import DataConfig
+
+DE = ["Guten Morgen", "Wie geht es dir?", "Ich habe einen Hund.", "Die Katze schläft.", "Danke"]
+EN = ["Good morning", "How are you?", "I have a dog.", "The cat sleeps.", "Thank you"]
+
+
+def corpus(tmp_path, train_extra=()):
+    """train = 40 distinct pairs + duplicates + an empty side + a 20,000-word line."""
+    de = [f"{s} {i}" for i in range(8) for s in DE] + [DE[0] + " 0"] * 3 + ["", "Hallo"]
+    en = [f"{s} {i}" for i in range(8) for s in EN] + [EN[0] + " 0"] * 3 + ["Hello", ""]
+    de.append(" ".join(["Wort"] * 20_000))
+    en.append("word")
+    for split, (d, e) in {
+        "train": (de, en),
+        "valid": (DE, EN),
+        "test": (DE[::-1], EN[::-1]),
+    }.items():
+        (tmp_path / f"{split}.de").write_text("\n".join(d) + "\n", encoding="utf-8")
+        (tmp_path / f"{split}.en").write_text("\n".join(e) + "\n", encoding="utf-8")
+    # a valid line with surrounding spaces and NFD text stays verbatim in the reference file
+    (tmp_path / "valid.en").write_text("\n".join(EN[:-1] + ["  Tha\u0308nk you  "]) + "\n", "utf-8")
+    return DataConfig(source="local", train=str(tmp_path / "train"), valid=str(tmp_path / "valid"),
+                      test=str(tmp_path / "test"), dir=str(tmp_path / "out"), vocab_size=300,
+                      max_len=64)  # fmt: skip
+
+
+def test_prepare_counts_drops_and_roundtrips(tmp_path):
+    cfg = corpus(tmp_path)
+    out = prepare(cfg)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["drops"] == {"empty": 2, "too_long": 1, "ratio": 0, "duplicate": 3}
+    assert manifest["splits"]["train"]["pairs"] == 40
+    assert manifest["vocab_size"] % 64 == 0
+    train = load_split(out, "train")
+    tok = load_tokenizer(out)
+    assert len(train) == 40 and train.src.dtype == np.uint16
+    texts = {(tok.decode(s.tolist()), tok.decode(t.tolist())) for s, t in train}
+    assert ("Guten Morgen 0", "Good morning 0") in texts and len(texts) == 40
+    assert (train.src_lens == [len(s) for s, _ in train]).all()
+
+
+def test_valid_and_test_stay_verbatim(tmp_path):
+    out = prepare(corpus(tmp_path))
+    raw = read_raw_split(out, "valid", "en")
+    assert raw[-1] == "  Tha\u0308nk you  " and len(raw) == 5
+    valid = load_split(out, "valid")
+    assert len(valid) == 5
+    last = load_tokenizer(out).decode(valid[4][1].tolist())
+    assert last == unicodedata.normalize("NFC", "Tha\u0308nk you")
+    assert read_raw_split(out, "test", "de") == DE[::-1]
+
+
+def test_cache_reuses_and_rebuilds(tmp_path):
+    cfg = corpus(tmp_path)
+    manifest = prepare(cfg) / "manifest.json"
+    first = manifest.stat().st_mtime_ns
+    prepare(cfg)
+    assert manifest.stat().st_mtime_ns == first  # same config: reused
+    cfg.max_len = 4
+    prepare(cfg)
+    rebuilt = json.loads(manifest.read_text())
+    assert rebuilt["drops"]["too_long"] > 1  # changed config: rebuilt
+    second = manifest.stat().st_mtime_ns
+    (tmp_path / "valid.de").write_text("\n".join(DE[::-1]) + "\n", "utf-8")  # input changed
+    prepare(cfg)
+    assert manifest.stat().st_mtime_ns != second
+
+
+def test_reverse_direction(tmp_path):
+    cfg = corpus(tmp_path)
+    cfg.src_lang, cfg.tgt_lang = "en", "de"
+    out = prepare(cfg)
+    tok = load_tokenizer(out)
+    src, tgt = load_split(out, "test")[0]
+    assert (tok.decode(src.tolist()), tok.decode(tgt.tolist())) == (EN[-1], DE[-1])

@@ -1,0 +1,94 @@
+"""Reading raw corpora: local files (gzip, CRLF, BOM, bad UTF-8, alignment), wmt14 offline."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from data_prep import DataError
+from data_prep.sources import Stats, open_split, read_lines
+from translate.config import DataConfig
+
+
+def local_cfg(tmp_path, **kw) -> DataConfig:
+    return DataConfig(source="local", train=str(tmp_path / "train"), valid=str(tmp_path / "valid"),
+                      test=str(tmp_path / "test"), dir=str(tmp_path / "out"), **kw)  # fmt: skip
+
+
+def write(tmp_path, split, de: bytes, en: bytes) -> None:
+    (tmp_path / f"{split}.de").write_bytes(de)
+    (tmp_path / f"{split}.en").write_bytes(en)
+
+
+def read_all(cfg, split="train"):
+    n, chunks = open_split(cfg, split, Stats())
+    src, tgt = [], []
+    for s, t in chunks:
+        src += s
+        tgt += t
+    return n, src, tgt
+
+
+def test_crlf_bom_and_missing_final_newline(tmp_path):
+    write(
+        tmp_path,
+        "train",
+        b"\xef\xbb\xbfHallo Welt\r\nGuten Morgen\r\nTsch\xc3\xbcss",
+        b"Hello world\nGood morning\nBye\n",
+    )
+    n, src, tgt = read_all(local_cfg(tmp_path))
+    assert n == 3
+    assert src == ["Hallo Welt", "Guten Morgen", "Tschüss"]
+    assert tgt == ["Hello world", "Good morning", "Bye"]
+
+
+def test_gzip_input(tmp_path):
+    (tmp_path / "train.de.gz").write_bytes(gzip.compress("Straße\nÄpfel\n".encode()))
+    (tmp_path / "train.en").write_text("street\napples\n", encoding="utf-8")
+    assert read_all(local_cfg(tmp_path))[1] == ["Straße", "Äpfel"]
+
+
+def test_misaligned_files_name_both_counts(tmp_path):
+    write(tmp_path, "train", b"a\nb\nc\n", b"a\nb\n")
+    with pytest.raises(DataError, match=r"has 3 lines but .* has 2") as e:
+        read_all(local_cfg(tmp_path))
+    assert "\n" not in str(e.value)
+
+
+def test_missing_file_names_the_path(tmp_path):
+    write(tmp_path, "train", b"a\n", b"a\n")
+    with pytest.raises(DataError, match="valid.de"):
+        read_all(local_cfg(tmp_path), "valid")
+
+
+def test_invalid_utf8_error_names_file_and_line(tmp_path):
+    write(tmp_path, "train", b"gut\nschl\xff\xfecht\n", b"good\nbad\n")
+    with pytest.raises(DataError, match=r"train\.de:2: invalid UTF-8"):
+        read_all(local_cfg(tmp_path))
+
+
+def test_invalid_utf8_replace_is_counted(tmp_path):
+    path = tmp_path / "x.de"
+    path.write_bytes(b"ok\nschl\xffcht\n\xfe\n")
+    stats = Stats()
+    assert list(read_lines(path, "replace", stats)) == ["ok", "schl\ufffdcht", "\ufffd"]
+    assert stats.replaced_utf8 == 2
+
+
+def test_line_separators_inside_lines_do_not_split(tmp_path):
+    write(tmp_path, "train", "a\u2028b\x85c\rd\n".encode(), b"x\n")
+    assert read_all(local_cfg(tmp_path))[1] == ["a\u2028b\x85c\rd"]
+
+
+def test_wmt14_offline_is_a_one_line_data_error(monkeypatch):
+    import datasets
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'wmt14' on the Hub (LocalEntryNotFoundError)\nmore")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(DataError) as e:
+        open_split(DataConfig(source="wmt14"), "train", Stats())
+    message = str(e.value)
+    assert "\n" not in message and "wmt14" in message and "source: local" in message
