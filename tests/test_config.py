@@ -30,12 +30,18 @@ def test_overrides_are_typed():
         ("model.n_heads=7", ["divisible"]),
         ("train.max_time=soon", ["train.max_time", "soon"]),
         ("max_steps=3", ["section.key=value"]),
+        ("data.vocab_size=256", ["data.vocab_size", "256"]),
     ],
 )
 def test_bad_values_name_the_key(override, words):
     with pytest.raises(ConfigError) as e:
         load_config("configs/demo.yaml", [override])
     assert all(w in str(e.value) for w in words)
+
+
+def test_yaml_on_off_read_as_words():
+    assert load_config(None, ["train.compile=off"]).train.compile == "off"
+    assert load_config(None, ["train.compile=on"]).train.compile == "on"
 
 
 def test_missing_file_is_named(tmp_path):

@@ -126,6 +126,8 @@ def _coerce(value: Any, default: Any, name: str) -> Any:
                     raise ValueError(value)
                 return value.lower() in ("true", "1", "yes")
             return bool(value)
+        if kind is str and isinstance(value, bool):  # YAML reads a bare on/off as a boolean
+            return "on" if value else "off"
         if kind is tuple:
             items = yaml.safe_load(value) if isinstance(value, str) else value
             return tuple(type(d)(v) for d, v in zip(default, items, strict=True))
@@ -192,6 +194,11 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(
             f"model.d_model ({cfg.model.d_model}) must be divisible by model.n_heads "
             f"({cfg.model.n_heads})"
+        )
+    if cfg.data.vocab_size < 320:
+        raise ConfigError(
+            f"data.vocab_size must be at least 320 (256 byte symbols + 4 special tokens, rounded "
+            f"up to a multiple of 64); got {cfg.data.vocab_size}"
         )
     if cfg.train.max_time:
         parse_duration(cfg.train.max_time)

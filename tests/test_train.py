@@ -1,0 +1,227 @@
+"""Trainer: schedule, exact gradient accumulation, exact resume after SIGKILL, signals, the CLI."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_overrides
+
+import translate.train as train_mod
+from data_prep import collate
+from translate.config import load_config
+from translate.model import Transformer
+from translate.train import lr_at, train_step
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_lr_schedule_is_the_paper_formula():
+    d, warmup = 512, 4000
+    for step in (1, 10, 3999, 4000, 4001, 100_000):
+        expected = d**-0.5 * min(step**-0.5, step * warmup**-1.5)
+        assert lr_at(step, d, warmup) == pytest.approx(expected, rel=1e-12)
+    assert lr_at(7, 256, 100, scale=2.0) == pytest.approx(2 * lr_at(7, 256, 100))
+    peak = max(range(1, 10_000), key=lambda s: lr_at(s, d, warmup))
+    assert peak == warmup
+
+
+def _pairs(n: int, seed: int) -> list:
+    g = torch.Generator().manual_seed(seed)
+    lens = torch.randint(2, 12, (n, 2), generator=g)
+    return [
+        (
+            torch.randint(4, 64, (int(a),), generator=g).numpy(),
+            torch.randint(4, 64, (int(b),), generator=g).numpy(),
+        )
+        for a, b in lens
+    ]
+
+
+def _batch(pairs) -> tuple:
+    src, tgt_in, tgt_out = collate(pairs)
+    return src, tgt_in, tgt_out, int((tgt_out != 0).sum())
+
+
+def test_accumulated_micro_batches_equal_one_big_batch():
+    cfg = load_config(None, tiny_overrides(Path("."), Path(".")) + ["model.dropout=0"])
+    torch.manual_seed(0)
+    model = Transformer(cfg.model, 64, pad_id=0)
+    twin = copy.deepcopy(model)
+    pairs = _pairs(12, seed=1)
+    micro = [_batch(pairs[:3]), _batch(pairs[3:8]), _batch(pairs[8:])]
+    sgd = torch.optim.SGD(model.parameters(), lr=1.0)  # params - 1.0 * grad: compares gradients
+    sgd_twin = torch.optim.SGD(twin.parameters(), lr=1.0)
+    nll_a, _, ok_a = train_step(model, micro, sgd, 1.0, cfg.train)
+    nll_b, _, ok_b = train_step(twin, [_batch(pairs)], sgd_twin, 1.0, cfg.train)
+    assert ok_a and ok_b
+    assert nll_a.item() == pytest.approx(nll_b.item(), rel=1e-6)
+    for (name, a), b in zip(model.named_parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+
+
+def test_non_finite_update_is_skipped():
+    cfg = load_config(None, tiny_overrides(Path("."), Path(".")))
+    model = Transformer(cfg.model, 64, pad_id=0)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.AdamW(model.parameters())
+
+    def poisoned(src, tgt_in):
+        return model(src, tgt_in) * float("nan")
+
+    _, _, finite = train_step(poisoned, [_batch(_pairs(4, 2))], opt, 1e-3, cfg.train)
+    assert not finite
+    for a, b in zip(before, model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def train_cmd(*sets: str, config: str | None = None) -> list[str]:
+    cmd = [sys.executable, "-m", "translate.train"] + (["--config", config] if config else [])
+    return cmd + [x for s in sets for x in ("--set", s)]
+
+
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+def run_train(*sets: str, config: str | None = None) -> subprocess.CompletedProcess:
+    cmd = train_cmd(*sets, config=config)
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=ENV, timeout=300)
+
+
+def log_losses(run: Path) -> dict[int, float]:
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in rows if "loss" in r}
+
+
+def test_resume_after_sigkill_is_exact(tiny_data, tmp_path):
+    steps = ["train.max_steps=30", "train.save_every=4", "model.dropout=0.3"]
+    full = run_train(*tiny_overrides(tiny_data, tmp_path / "full"), *steps)
+    assert full.returncode == 0, full.stderr
+
+    sets = [*tiny_overrides(tiny_data, tmp_path / "cut"), *steps]
+    proc = subprocess.Popen(
+        train_cmd(*sets), cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    state = tmp_path / "cut" / "last" / "trainer_state.pt"
+    deadline = time.time() + 120
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+
+    resumed = run_train(*sets)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stdout
+    step = int(resumed.stdout.split("resumed from")[1].split("at step")[1].split()[0])
+    assert 0 < step < 30
+    expected, got = log_losses(tmp_path / "full"), log_losses(tmp_path / "cut")
+    assert sorted(got) == list(range(1, 31))
+    assert [got[s] for s in range(step + 1, 31)] == [expected[s] for s in range(step + 1, 31)]
+    weights = "last/model.safetensors"
+    assert (tmp_path / "full" / weights).read_bytes() == (tmp_path / "cut" / weights).read_bytes()
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_0(tiny_data, tmp_path):
+    sets = [*tiny_overrides(tiny_data, tmp_path / "run"), "train.max_time=5m"]
+    proc = subprocess.Popen(
+        train_cmd(*sets),
+        cwd=REPO,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    log = tmp_path / "run" / "log.jsonl"
+    deadline = time.time() + 120
+    while not (log.exists() and log.read_text().count("\n") >= 2) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "SIGTERM" in out and "resume" in out
+    state = torch.load(tmp_path / "run" / "last" / "trainer_state.pt", weights_only=True)
+    assert state["step"] >= 2
+
+
+def test_demo_config_end_to_end(tmp_path):
+    """The README path: configs/demo.yaml on a small generated corpus, 3 steps, then best/last."""
+    out = tmp_path / "run"
+    sets = [
+        "data.demo_pairs=300",
+        f"data.dir={tmp_path / 'data'}",
+        "train.max_steps=3",
+        f"train.out_dir={out}",
+        "train.valid_bleu_sentences=4",
+        "train.max_tokens=1024",
+        "decode.max_len_b=5",
+        "train.device=cpu",
+    ]
+    proc = run_train(*sets, config="configs/demo.yaml")
+    assert proc.returncode == 0, proc.stderr
+    for name in ("best/model.safetensors", "last/trainer_state.pt", "log.jsonl", "curves.png"):
+        assert (out / name).is_file(), name
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [3] and {"loss", "valid_bleu"} <= set(rows[0])
+    assert "parameters" in proc.stdout and "precision fp32" in proc.stdout
+
+
+def test_user_errors_are_one_line(tmp_path):
+    proc = run_train(
+        f"train.out_dir={tmp_path}",
+        "data.source=local",
+        f"data.dir={tmp_path}/d",
+        f"data.train={tmp_path}/nope",
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_compile_failure_at_first_call_falls_back_to_eager(tiny_cfg, monkeypatch, capsys):
+    def broken_compile(net, **kw):
+        def fail(*a):
+            raise RuntimeError("inductor exploded")
+
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    # quoted: YAML would read a bare `on` as true
+    cfg = tiny_cfg("train.max_steps=2", "train.compile='on'", "train.valid_bleu_sentences=0")
+    train_mod.train(cfg)
+    out = capsys.readouterr().out
+    assert "inductor exploded" in out and "eager" in out
+    assert log_losses(Path(cfg.train.out_dir)).keys() == {1, 2}
+
+
+def test_non_finite_losses_stop_with_a_message(tiny_cfg, monkeypatch):
+    def nan_step(net, micro, optimizer, *args):
+        return torch.tensor(float("nan")), torch.tensor(float("nan")), torch.tensor(False)
+
+    monkeypatch.setattr(train_mod, "train_step", nan_step)
+    with pytest.raises(train_mod.TrainingError, match="non-finite for 5 updates"):
+        train_mod.train(tiny_cfg("train.max_steps=20"))
+
+
+def test_cuda_oom_suggests_smaller_max_tokens(tiny_cfg, monkeypatch):
+    def oom(*args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+
+    monkeypatch.setattr(train_mod, "train_step", oom)
+    with pytest.raises(train_mod.TrainingError, match="train.max_tokens=128"):
+        train_mod.train(tiny_cfg("train.max_steps=2"))
+
+
+def test_max_epochs_ends_with_a_checkpoint(tiny_cfg):
+    cfg = tiny_cfg("train.max_epochs=1", "train.max_tokens=1024", "train.valid_bleu_sentences=0")
+    train_mod.train(cfg)
+    state = torch.load(Path(cfg.train.out_dir) / "last" / "trainer_state.pt", weights_only=True)
+    assert state["epoch"] == 1 and state["batch_in_epoch"] == 0 and state["step"] > 3
+    assert (Path(cfg.train.out_dir) / "best" / "model.safetensors").is_file()

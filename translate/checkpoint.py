@@ -1,0 +1,241 @@
+"""Checkpoint directories: atomic save, safe load (never unpickles code), resume state, averaging.
+
+A checkpoint is a directory holding
+    model.safetensors   weights (the tied embedding stored once)
+    config.yaml         the resolved Config, enough to rebuild the model
+    tokenizer.json      the shared subword tokenizer
+    trainer_state.pt    (`last` only) optimizer/scaler state, step, epoch, batch position, RNGs;
+                        tensors and plain Python types, read with torch.load(weights_only=True)
+
+Crash safety: a checkpoint is written into `.NAME.tmp-PID` next to the target, every file and the
+directory are fsynced, then renamed into place. Replacing an existing NAME renames it to
+`.NAME.old-PID` first, renames the new one in, then deletes the old one. A crash at any moment
+leaves the complete old or the complete new checkpoint (`recover()` puts back an orphaned `.old`;
+a leftover `.tmp` is ignored and overwritten by the next save).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import safetensors
+import safetensors.torch
+import torch
+from torch import nn
+
+from translate.config import Config, ConfigError, load_config, save_config
+
+MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE, STATE_FILE = (
+    "model.safetensors",
+    "config.yaml",
+    "tokenizer.json",
+    "trainer_state.pt",
+)
+
+
+class CheckpointError(ValueError):
+    """A missing, corrupt or mismatched checkpoint; the message says which file and why."""
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | Path) -> Iterator[Path]:
+    """Yield a temp dir to fill; on success it atomically replaces `target`; on error it is gone."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        for f in tmp.iterdir():
+            _fsync(f)
+        _fsync(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    _fsync(target.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover(target: str | Path) -> None:
+    """If a crash happened between the two renames of atomic_dir, put the old checkpoint back."""
+    target = Path(target)
+    if not target.exists():
+        olds = sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
+        if olds:
+            os.replace(olds[-1], target)
+
+
+def save_checkpoint(
+    ckpt_dir: str | Path,
+    model: nn.Module,
+    cfg: Config,
+    tokenizer_file: str | Path,
+    trainer_state: dict | None = None,
+) -> Path:
+    """Write model weights, config, tokenizer (and trainer state) atomically into `ckpt_dir`."""
+    with atomic_dir(ckpt_dir) as tmp:
+        safetensors.torch.save_model(model, str(tmp / MODEL_FILE), metadata={"format": "pt"})
+        save_config(cfg, tmp / CONFIG_FILE)
+        shutil.copyfile(tokenizer_file, tmp / TOKENIZER_FILE)
+        if trainer_state is not None:
+            torch.save(trainer_state, tmp / STATE_FILE)
+    return Path(ckpt_dir)
+
+
+def _require(ckpt_dir: Path, *names: str) -> None:
+    if not ckpt_dir.is_dir():
+        raise CheckpointError(f"checkpoint directory '{ckpt_dir}' does not exist")
+    for name in names:
+        if not (ckpt_dir / name).is_file():
+            raise CheckpointError(f"checkpoint '{ckpt_dir}' has no {name}; it is incomplete")
+
+
+def load_checkpoint_config(ckpt_dir: str | Path) -> Config:
+    """The resolved Config saved next to the weights."""
+    ckpt_dir = Path(ckpt_dir)
+    _require(ckpt_dir, CONFIG_FILE)
+    try:
+        return load_config(ckpt_dir / CONFIG_FILE)
+    except ConfigError as e:
+        raise CheckpointError(f"checkpoint '{ckpt_dir}': {e}") from None
+
+
+def load_weights(
+    model: nn.Module, ckpt_dir: str | Path, device: str | torch.device = "cpu"
+) -> None:
+    """Load model.safetensors into `model`, checking every tensor's name and shape first."""
+    path = Path(ckpt_dir) / MODEL_FILE
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    except Exception as e:
+        raise CheckpointError(f"'{path}' is not a readable safetensors file ({e})") from None
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    for name, shape in shapes.items():
+        if name in expected and expected[name] != shape:
+            raise CheckpointError(
+                f"'{path}': tensor '{name}' has shape {shape} but the model built from config.yaml "
+                f"and tokenizer.json expects {expected[name]}; is tokenizer.json the one it was "
+                "trained with?"
+            )
+    try:
+        safetensors.torch.load_model(model, str(path), strict=True, device=str(device))
+    except Exception as e:
+        raise CheckpointError(f"'{path}' does not match the model: {e}".splitlines()[0]) from None
+
+
+def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu"):
+    """Rebuild the model from a checkpoint dir -> (model in eval mode, Config, Tokenizer)."""
+    from data_prep import load_tokenizer
+    from translate.model import Transformer
+
+    ckpt_dir = Path(ckpt_dir)
+    _require(ckpt_dir, MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE)
+    cfg = load_checkpoint_config(ckpt_dir)
+    try:
+        tokenizer = load_tokenizer(ckpt_dir / TOKENIZER_FILE)
+    except Exception as e:
+        raise CheckpointError(
+            f"'{ckpt_dir / TOKENIZER_FILE}' is not a valid tokenizer ({e})"
+        ) from None
+    model = Transformer(cfg.model, tokenizer.get_vocab_size(), pad_id=0)
+    load_weights(model, ckpt_dir, "cpu")
+    return model.to(device).eval(), cfg, tokenizer
+
+
+def load_trainer_state(ckpt_dir: str | Path) -> dict:
+    """trainer_state.pt read with weights_only=True: tensors and plain types, never code."""
+    path = Path(ckpt_dir) / STATE_FILE
+    _require(Path(ckpt_dir), STATE_FILE)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(
+            f"'{path}' is corrupt or holds more than tensors and plain values; refusing to load "
+            f"it ({msg})"
+        ) from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise CheckpointError(f"'{path}' is not a trainer state (no 'step')")
+    return state
+
+
+def rng_state() -> dict:
+    """Python, numpy, torch (and CUDA) RNG states as tensors and plain values."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), gauss],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Inverse of rng_state()."""
+    random.setstate((state["python"][0], tuple(state["python"][1]), state["python"][2]))
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def find_default_checkpoint(runs_dir: str | Path = "runs") -> Path | None:
+    """`best` (else `last`) of the most recently modified run under `runs_dir`, or None."""
+    found = []  # (mtime, checkpoint dir)
+    for run in Path(runs_dir).glob("*/"):
+        ckpts = [run / n for n in ("best", "last") if (run / n / MODEL_FILE).is_file()]
+        if ckpts:
+            found.append((max(c.stat().st_mtime for c in ckpts), ckpts[0]))
+    return max(found)[1] if found else None
+
+
+def step_checkpoints(run_dir: str | Path) -> list[Path]:
+    """The run's `step_NNNNNNN` checkpoint dirs, oldest step first."""
+    return sorted(p for p in Path(run_dir).glob("step_*") if (p / MODEL_FILE).is_file())
+
+
+def average_checkpoints(dirs: list[Path], out_dir: str | Path) -> Path:
+    """Average the weights of several checkpoints of one model into a new checkpoint dir."""
+    if not dirs:
+        raise CheckpointError("no checkpoints to average")
+    total: dict[str, torch.Tensor] = {}
+    for d in dirs:
+        _require(Path(d), MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE)
+        try:
+            weights = safetensors.torch.load_file(str(Path(d) / MODEL_FILE))
+        except Exception as e:
+            raise CheckpointError(f"'{d}/{MODEL_FILE}' is not readable ({e})") from None
+        if total and weights.keys() != total.keys():
+            raise CheckpointError(f"'{d}' holds different tensors than '{dirs[0]}'; same run?")
+        for k, v in weights.items():
+            total[k] = total[k] + v.double() if k in total else v.double()
+    like = safetensors.torch.load_file(str(Path(dirs[-1]) / MODEL_FILE))
+    avg = {k: (v / len(dirs)).to(like[k].dtype) for k, v in total.items()}
+    with atomic_dir(out_dir) as tmp:
+        safetensors.torch.save_file(avg, str(tmp / MODEL_FILE), metadata={"format": "pt"})
+        shutil.copyfile(Path(dirs[-1]) / CONFIG_FILE, tmp / CONFIG_FILE)
+        shutil.copyfile(Path(dirs[-1]) / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
+    return Path(out_dir)

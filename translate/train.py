@@ -1,0 +1,675 @@
+"""Train a Transformer: `python -m translate.train --config configs/demo.yaml [--set k=v ...]`.
+
+Token-bucketed micro-batches, gradient accumulation up to train.tokens_per_update (across ranks
+with `torchrun --nproc_per_node=N -m translate.train ...`), the paper's warmup/rsqrt schedule,
+label-smoothed cross-entropy, bf16/fp16 autocast, torch.compile, validation BLEU, atomic
+checkpoints and exact resume from `{out_dir}/last`. The logged `loss`/`ppl` are the plain NLL
+per target token (natural log) and exp(NLL), not the label-smoothed training objective.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import sacrebleu
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from data_prep import (
+    PAD_ID,
+    DataError,
+    collate,
+    load_split,
+    load_tokenizer,
+    prepare,
+    read_raw_split,
+    token_batches,
+)
+from translate.checkpoint import (
+    STATE_FILE,
+    CheckpointError,
+    load_checkpoint_config,
+    load_trainer_state,
+    load_weights,
+    recover,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    step_checkpoints,
+)
+from translate.config import (
+    Config,
+    ConfigError,
+    TrainConfig,
+    data_hash,
+    load_config,
+    parse_duration,
+)
+from translate.model import Transformer
+from translate.search import greedy_search
+
+Batch = tuple[Tensor, Tensor, Tensor, int]  # src (B,S), tgt_in (B,T), tgt_out (B,T), target tokens
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite losses, out of memory); the message says what to change."""
+
+
+def lr_at(step: int, d_model: int, warmup: int, scale: float = 1.0) -> float:
+    """Paper schedule: scale * d_model^-0.5 * min(step^-0.5, step * warmup^-1.5), step from 1."""
+    step = max(step, 1)
+    return scale * d_model**-0.5 * min(step**-0.5, step * warmup**-1.5)
+
+
+def pick_precision(choice: str, device: torch.device) -> tuple[torch.dtype | None, str]:
+    """-> (autocast dtype or None for fp32, one-line reason). Enables TF32 on capability >= 8.0."""
+    cap = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    if cap and cap >= (8, 0):
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls for whatever stays in fp32
+    if choice == "auto":
+        if cap is None:
+            return None, "precision fp32 (auto: no CUDA device)"
+        if cap >= (8, 0):
+            return (
+                torch.bfloat16,
+                f"precision bf16 + TF32 (auto: compute capability {cap[0]}.{cap[1]})",
+            )
+        why = f"auto: compute capability {cap[0]}.{cap[1]} has no fast bf16"
+        return torch.float16, f"precision fp16 + GradScaler ({why})"
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[choice]
+    return dtype, f"precision {choice} (train.precision={choice})"
+
+
+def maybe_compile(net: nn.Module, mode: str, device: torch.device) -> tuple[nn.Module, str]:
+    """torch.compile(dynamic=True) on CUDA >= 7.0 (or anywhere with mode 'on'); eager otherwise."""
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+        return net, f"eager (train.compile={mode})"
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) < (7, 0):
+        return net, "note: torch.compile needs compute capability >= 7.0 (Triton); running eager"
+    try:
+        return torch.compile(net, dynamic=True), "torch.compile (dynamic shapes)"
+    except Exception as e:  # noqa: BLE001 - any compile failure falls back to eager
+        return net, f"note: torch.compile failed ({str(e).splitlines()[0]}); running eager"
+
+
+def build_optimizer(model: nn.Module, tc: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW(betas, eps); weight decay on matrices only; fused kernels on CUDA."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": params, "weight_decay": 0.0}]
+    if tc.weight_decay > 0:
+        groups = [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": tc.weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
+    fused = True if device.type == "cuda" else None
+    return torch.optim.AdamW(groups, lr=0.0, betas=tc.betas, eps=tc.eps, fused=fused)
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def train_step(
+    net: nn.Module,
+    micro: list[Batch],
+    optimizer: torch.optim.Optimizer,
+    lr: float,
+    tc: TrainConfig,
+    amp_dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    ddp: nn.Module | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One update from k micro-batches -> (summed NLL, grad norm, update-was-finite) as tensors.
+
+    The smoothed loss is summed per micro-batch and divided by the target tokens of the whole
+    update (all ranks), so k micro-batches equal one k-times-larger batch.
+    """
+    device = micro[0][0].device
+    world = dist.get_world_size() if ddp is not None else 1
+    ntok: Tensor | int = sum(b[3] for b in micro)
+    if ddp is not None:
+        ntok = torch.tensor(float(ntok), device=device)
+        dist.all_reduce(ntok)  # no host sync: used as a device divisor
+    nll_sum = torch.zeros((), device=device)
+    for i, (src, tgt_in, tgt_out, _) in enumerate(micro):
+        sync = ddp is None or i == len(micro) - 1
+        with contextlib.nullcontext() if sync else ddp.no_sync():
+            with _autocast(device, amp_dtype):
+                logits = net(src, tgt_in)  # (B, T, V)
+            flat, gold = logits.float().flatten(0, 1), tgt_out.flatten()  # (B*T, V), (B*T,)
+            loss = F.cross_entropy(
+                flat, gold, ignore_index=PAD_ID, label_smoothing=tc.label_smoothing, reduction="sum"
+            )
+            scaled = loss * world / ntok  # DDP averages over ranks: undo it
+            (scaler.scale(scaled) if scaler else scaled).backward()
+        with torch.no_grad():
+            if tc.label_smoothing > 0:
+                loss = F.cross_entropy(flat, gold, ignore_index=PAD_ID, reduction="sum")
+            nll_sum += loss.detach()
+    return nll_sum, *_optimizer_step(net, optimizer, lr, tc, scaler, nll_sum)
+
+
+def _optimizer_step(net, optimizer, lr, tc, scaler, nll_sum) -> tuple[Tensor, Tensor]:
+    """Clip, then step unless the gradients are non-finite (decided on device when fused)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.clip_norm or math.inf)
+    finite = torch.isfinite(grad_norm) & torch.isfinite(nll_sum)
+    if scaler is not None:  # fp16: the scaler skips non-finite steps and lowers its scale
+        scaler.step(optimizer)
+        scaler.update()
+    elif optimizer.param_groups[0].get("fused"):
+        optimizer.found_inf = (~finite).float()  # fused AdamW skips the update on device
+        optimizer.step()
+        del optimizer.found_inf
+    elif finite.item():  # CPU: no pipeline to stall
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm.detach(), finite
+
+
+def _sorted_chunks(lens: np.ndarray, max_tokens: int) -> list[np.ndarray]:
+    """Indices sorted by length, cut into batches of at most max_tokens padded tokens."""
+    order, batches, start = np.argsort(-lens, kind="stable"), [], 0
+    while start < len(order):
+        size = max(1, max_tokens // max(int(lens[order[start]]), 1))
+        batches.append(order[start : start + size])
+        start += size
+    return batches
+
+
+@torch.no_grad()
+def validate(model, valid, refs, tokenizer, cfg: Config, device, amp_dtype) -> dict[str, float]:
+    """Valid NLL per target token, perplexity, and greedy sacreBLEU on the first sentences."""
+    model.eval()
+    nll, ntok = torch.zeros((), device=device), 0
+    lens = np.maximum(np.asarray(valid.src_lens), np.asarray(valid.tgt_lens)) + 1
+    for idx in _sorted_chunks(lens, cfg.train.max_tokens):
+        src, tgt_in, tgt_out = (t.to(device) for t in collate([valid[i] for i in idx]))
+        with _autocast(device, amp_dtype):
+            logits = model(src, tgt_in)  # (B, T, V)
+        nll += F.cross_entropy(
+            logits.float().flatten(0, 1), tgt_out.flatten(), ignore_index=PAD_ID, reduction="sum"
+        )
+        ntok += int((tgt_out != PAD_ID).sum())
+    out = {"valid_loss": nll.item() / max(ntok, 1)}
+    out["valid_ppl"] = math.exp(min(out["valid_loss"], 50.0))
+    n = min(cfg.train.valid_bleu_sentences, len(valid), len(refs))
+    if n > 0:
+        hyps = [""] * n
+        for idx in _sorted_chunks(np.asarray(valid.src_lens[:n]) + 1, cfg.train.max_tokens // 2):
+            src = collate([valid[i] for i in idx])[0].to(device)
+            with _autocast(device, amp_dtype):
+                ids = greedy_search(model, src, cfg.decode.max_len_a, cfg.decode.max_len_b)
+            for i, toks in zip(idx, ids, strict=True):
+                hyps[i] = tokenizer.decode(toks)
+        out["valid_bleu"] = sacrebleu.corpus_bleu(hyps, [refs[:n]]).score
+    model.train()
+    return out
+
+
+class Batches:
+    """Endless stream of micro-batches, epoch after epoch; (epoch, pos) is the resume point."""
+
+    def __init__(self, split, tc: TrainConfig, device, rank=0, world=1, epoch=0, pos=0):
+        self.split, self.tc, self.device, self.rank, self.world = split, tc, device, rank, world
+        self.src_lens = np.asarray(split.src_lens) + 1  # + eos
+        self.tgt_lens = np.asarray(split.tgt_lens) + 1  # + bos / eos
+        self.epoch, self.pos, self.batches = epoch, pos, self._epoch_batches(epoch)
+
+    def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        """This rank's batches of `epoch` (token_batches gives every rank the same count)."""
+        args = (self.src_lens, self.tgt_lens, self.tc.max_tokens, self.tc.seed, epoch)
+        batches = token_batches(*args, rank=self.rank, world_size=self.world)
+        if not batches:
+            raise ConfigError(f"no training batch for train.max_tokens={self.tc.max_tokens}")
+        return batches
+
+    def current_epoch(self) -> int:
+        """Epoch of the next micro-batch (moves on when this epoch is used up)."""
+        while self.pos >= len(self.batches):
+            self.epoch, self.pos = self.epoch + 1, 0
+            self.batches = self._epoch_batches(self.epoch)
+        return self.epoch
+
+    def next(self) -> Batch:
+        self.current_epoch()
+        idx = self.batches[self.pos]
+        self.pos += 1
+        tensors = collate([self.split[i] for i in idx])  # src (B,S), tgt_in (B,T), tgt_out (B,T)
+        if self.device.type == "cuda":
+            tensors = [t.pin_memory().to(self.device, non_blocking=True) for t in tensors]
+        return (*tensors, int(self.tgt_lens[idx].sum()))
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+def setup_distributed(device_choice: str) -> tuple[Dist, torch.device]:
+    """Join the torchrun process group (NCCL on GPU, gloo on CPU) -> (Dist, this rank's device)."""
+    env = Dist(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
+    env.local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    cuda = device_choice == "cuda" or (device_choice == "auto" and torch.cuda.is_available())
+    if device_choice == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device=cuda but no CUDA device is visible; use train.device=cpu")
+    device = torch.device(f"cuda:{env.local_rank}" if cuda else "cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if env.world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return env, device
+
+
+class Trainer:
+    """One run's state; `run()` is the loop: micro-batches -> train_step -> log/validate/save."""
+
+    def __init__(self, cfg: Config):
+        self.cfg, tc = cfg, cfg.train
+        self.env, self.device = setup_distributed(tc.device)
+        self.out, self.bar, self.stop_signal = Path(tc.out_dir), None, None
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.data_dir = self._prepare()
+        self.tokenizer = load_tokenizer(self.data_dir)
+        random.seed(tc.seed), np.random.seed(tc.seed), torch.manual_seed(tc.seed)
+        vocab = self.tokenizer.get_vocab_size()
+        self.model = Transformer(cfg.model, vocab, PAD_ID).to(self.device)
+        self.amp_dtype, why = pick_precision(tc.precision, self.device)
+        fp16 = self.amp_dtype == torch.float16
+        self.scaler = torch.amp.GradScaler(self.device.type) if fp16 else None
+        self.optimizer = build_optimizer(self.model, tc, self.device)
+        self.step, self.elapsed, self.best, self.saved_step, self.valid_step = 0, 0.0, None, -1, -1
+        epoch, pos = self._resume()
+        self.ddp = None
+        if self.env.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            ddp = nn.parallel.DistributedDataParallel(self.model, ids, broadcast_buffers=False)
+            self.ddp = ddp
+        self.net, compile_note = maybe_compile(self.ddp or self.model, tc.compile, self.device)
+        self.compile_pending = self.net is not (self.ddp or self.model)
+        train_split = load_split(self.data_dir, "train")
+        args = (self.env.rank, self.env.world, epoch, pos)
+        self.batches = Batches(train_split, tc, self.device, *args)
+        self.accum = math.ceil(tc.tokens_per_update / (tc.max_tokens * self.env.world))
+        self.valid = load_split(self.data_dir, "valid")
+        self.refs = read_raw_split(self.data_dir, "valid", cfg.data.tgt_lang)
+        self.say(
+            f"{self.model.num_parameters():,} parameters, vocab {vocab} | {self.device} x "
+            f"{self.env.world} | {why} | {compile_note} | {self.accum} micro-batch(es) of "
+            f"<= {tc.max_tokens} tokens per update and rank | {len(train_split):,} train pairs"
+        )
+
+    def say(self, msg: str) -> None:
+        if self.env.main:
+            (self.bar.write if self.bar is not None else print)(msg)
+
+    def _prepare(self) -> Path:
+        """Rank 0 prepares (or reuses) the data first, then the others read the cache."""
+        data_dir = prepare(self.cfg.data) if self.env.main else None
+        self.env.barrier()
+        return Path(data_dir or prepare(self.cfg.data))
+
+    def _resume(self) -> tuple[int, int]:
+        """Restore weights, optimizer, scaler, RNG and data position from `last` -> (epoch, pos)."""
+        last = self.out / "last"
+        if self.env.main:
+            recover(last)
+        self.env.barrier()
+        if not (last / STATE_FILE).is_file():
+            if self.env.rank > 0:
+                torch.manual_seed(self.cfg.train.seed + self.env.rank)  # distinct dropout masks
+            return 0, 0
+        saved = load_checkpoint_config(last)
+        same = {"model": saved.model == self.cfg.model}
+        same["data"] = data_hash(saved.data) == data_hash(self.cfg.data)
+        for section in (name for name, ok in same.items() if not ok):
+            raise CheckpointError(
+                f"'{last}' was trained with other {section} settings; use the same config to "
+                "resume, or a new train.out_dir to start over"
+            )
+        load_weights(self.model, last, self.device)
+        state = load_trainer_state(last)
+        self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # the saved run may have used another device
+            group["fused"] = self.device.type == "cuda" or None
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.step, self.elapsed, self.best = state["step"], state["elapsed"], state["best"]
+        self.saved_step = self.valid_step = self.step
+        if self.env.rank == 0 and state.get("world_size") == self.env.world:
+            set_rng_state(state["rng"])
+        else:
+            torch.manual_seed(self.cfg.train.seed + 1000 * self.env.rank + self.step)
+        self._truncate_log(self.step)
+        self.say(f"resumed from {last} at step {self.step}")
+        return state["epoch"], state["batch_in_epoch"]
+
+    def _truncate_log(self, step: int) -> None:
+        """Drop log lines written after the checkpoint (by the run that was killed)."""
+        path = self.out / "log.jsonl"
+        if self.env.main and path.is_file():
+            kept = []
+            for line in path.read_text().splitlines():
+                with contextlib.suppress(ValueError):  # a line cut short by the kill
+                    if json.loads(line)["step"] <= step:
+                        kept.append(line + "\n")
+            path.write_text("".join(kept))
+
+    def _stop_reason(self) -> str | None:
+        """Why to stop before the next update (all ranks agree), or None."""
+        tc = self.cfg.train
+        if tc.max_steps and self.step >= tc.max_steps:
+            return f"reached train.max_steps={tc.max_steps}"
+        if tc.max_epochs and self.batches.current_epoch() >= tc.max_epochs:
+            return f"reached train.max_epochs={tc.max_epochs}"
+        if self.env.world > 1 and self.step % tc.log_every:
+            return None  # other ranks may disagree on time and signals: only ask at log steps
+        flags = torch.tensor([self.stop_signal is not None, self._time_up()], dtype=torch.float32)
+        if self.env.world > 1:
+            flags = flags.to(self.device)
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        if flags[0]:
+            self.stop_signal = self.stop_signal or "a signal on another rank"
+            return f"received {self.stop_signal}"
+        return f"reached train.max_time={tc.max_time}" if flags[1] else None
+
+    def _time_up(self) -> bool:
+        tc = self.cfg.train
+        return bool(tc.max_time) and self._elapsed() >= parse_duration(tc.max_time)
+
+    def _elapsed(self) -> float:
+        return self.elapsed + time.time() - self.session_start
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.stop_signal is not None:  # a second Ctrl-C: give up at once
+            raise SystemExit(130)
+        self.stop_signal = signal.Signals(signum).name
+        self.say(f"{self.stop_signal}: saving a checkpoint after this update, then exiting")
+
+    def run(self) -> None:
+        """The training loop; ends with a checkpoint in every case but a crash."""
+        tc = self.cfg.train
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        self.session_start, self.session_step = time.time(), self.step
+        self.bar = tqdm(
+            total=tc.max_steps or None,
+            initial=self.step,
+            disable=not self.env.main,
+            unit="step",
+            dynamic_ncols=True,
+        )
+        self._reset_interval()
+        try:
+            while (reason := self._stop_reason()) is None:
+                micro = [self.batches.next() for _ in range(self.accum)]
+                self.step += 1
+                self._update(micro)
+                self.bar.update(1)
+                self._after_update()
+            self._finish(reason)
+        except torch.cuda.OutOfMemoryError:
+            raise TrainingError(
+                f"CUDA out of memory with train.max_tokens={tc.max_tokens}; try --set "
+                f"train.max_tokens={tc.max_tokens // 2} (train.tokens_per_update is kept by "
+                "accumulating more micro-batches)"
+            ) from None
+        finally:
+            self.bar.close()
+            for s, handler in old.items():
+                signal.signal(s, handler)
+
+    def _reset_interval(self) -> None:
+        self.nll_sum, self.tok_sum = torch.zeros((), device=self.device), 0
+        self.bad_streak = torch.zeros((), device=self.device)
+        self.bad_total = torch.zeros((), device=self.device)
+        self.interval_start = time.time()
+
+    def _update(self, micro: list[Batch]) -> None:
+        """train_step with the scheduled lr; a compile failure at the first call falls back."""
+        tc = self.cfg.train
+        lr = lr_at(self.step, self.cfg.model.d_model, tc.warmup, tc.lr_scale)
+        args = (micro, self.optimizer, lr, tc, self.amp_dtype, self.scaler, self.ddp)
+        if self.compile_pending:
+            self.compile_pending, rng = False, rng_state()
+            try:
+                return self._record(train_step(self.net, *args), lr, micro)
+            except torch.cuda.OutOfMemoryError:
+                raise
+            except Exception as e:  # noqa: BLE001 - any compile failure falls back to eager
+                self.say(f"note: torch.compile failed ({str(e).splitlines()[0][:200]}); eager")
+                self.optimizer.zero_grad(set_to_none=True)
+                set_rng_state(rng)
+                self.net = self.ddp or self.model
+        self._record(train_step(self.net, *args), lr, micro)
+
+    def _record(self, result: tuple[Tensor, Tensor, Tensor], lr: float, micro: list[Batch]) -> None:
+        """Add the update to the log interval's sums (tensors: no host sync on CUDA)."""
+        nll, self.grad_norm, finite = result
+        self.nll_sum += nll
+        self.tok_sum += sum(b[3] for b in micro)
+        self.lr = lr
+        if self.scaler is None:
+            bad = (~finite).float()
+            self.bad_streak, self.bad_total = (self.bad_streak + 1) * bad, self.bad_total + bad
+            if self.device.type == "cpu" and bad.item():
+                self.say(f"step {self.step}: non-finite loss or gradient, update skipped")
+                self._check_streak()
+
+    def _check_streak(self) -> None:
+        if self.bad_streak.item() >= 5:
+            raise TrainingError(
+                f"loss or gradient non-finite for {int(self.bad_streak.item())} updates in a "
+                f"row (step {self.step}); lower train.lr_scale, set train.clip_norm=1.0, or use "
+                "train.precision=fp32"
+            )
+
+    def _after_update(self) -> None:
+        """Log, validate and save at their intervals; one JSONL record per logged step."""
+        tc, record = self.cfg.train, {}
+        final = self.step == tc.max_steps  # log and validate now: one record for the last step
+        if self.step % tc.log_every == 0 or final:
+            record.update(self._interval_metrics())
+        if (tc.valid_every and self.step % tc.valid_every == 0) or final:
+            record.update(self._validate())
+        if record and self.env.main:
+            self._write_log({"step": self.step, "epoch": self.batches.epoch, **record})
+        if tc.save_every and self.step % tc.save_every == 0:
+            self._save(step_dir=True)
+
+    def _interval_metrics(self) -> dict:
+        """Per-token NLL, perplexity, lr, tokens/s (all ranks) since the last log step."""
+        if self.scaler is None:
+            self._check_streak()
+        sums = torch.stack([self.nll_sum, torch.tensor(float(self.tok_sum), device=self.device)])
+        if self.env.world > 1:
+            dist.all_reduce(sums)
+        nll, ntok = sums.tolist()
+        seconds = time.time() - self.interval_start
+        loss = nll / max(ntok, 1)
+        metrics = {
+            "loss": loss,
+            "ppl": math.exp(min(loss, 50.0)),
+            "lr": self.lr,
+            "tokens_per_s": ntok / max(seconds, 1e-9),
+            "grad_norm": self.grad_norm.item(),
+        }
+        if self.bad_total.item():
+            metrics["skipped_updates"] = int(self.bad_total.item())
+        self.bar.set_postfix(
+            loss=f"{loss:.3f}",
+            lr=f"{self.lr:.2e}",
+            tok_s=f"{metrics['tokens_per_s']:.0f}",
+            eta=self._eta(),
+            refresh=False,
+        )
+        streak = self.bad_streak
+        self._reset_interval()
+        self.bad_streak = streak
+        return metrics
+
+    def _eta(self) -> str:
+        """Time left toward max_steps or max_time, whichever comes first."""
+        tc, left = self.cfg.train, []
+        done = self.step - self.session_step
+        if tc.max_steps and done:
+            left.append((tc.max_steps - self.step) * (time.time() - self.session_start) / done)
+        if tc.max_time:
+            left.append(parse_duration(tc.max_time) - self._elapsed())
+        return self.bar.format_interval(max(min(left), 0)) if left else "?"
+
+    def _validate(self) -> dict:
+        """Rank 0 validates (others wait); keeps `best` by BLEU, or by loss without BLEU."""
+        metrics = {}
+        if self.env.main:
+            start = time.time()
+            metrics = validate(
+                self.model,
+                self.valid,
+                self.refs,
+                self.tokenizer,
+                self.cfg,
+                self.device,
+                self.amp_dtype,
+            )
+            score = metrics.get("valid_bleu", -metrics["valid_loss"])
+            if self.best is None or score > self.best:
+                self.best = score
+                self._save_checkpoint(self.out / "best")
+            self.interval_start += time.time() - start  # keep tokens/s about training
+        self.valid_step = self.step
+        self.env.barrier()
+        return metrics
+
+    def _save(self, step_dir: bool = False) -> None:
+        """`last` with the full trainer state (+ a weights-only step_NNNNNNN); rank 0 writes."""
+        if self.env.main:
+            if step_dir:
+                self._save_checkpoint(self.out / f"step_{self.step:07d}")
+                for old in step_checkpoints(self.out)[: -self.cfg.train.keep_last or None]:
+                    shutil.rmtree(old, ignore_errors=True)
+            self._save_checkpoint(self.out / "last", self._trainer_state())
+        self.saved_step = self.step
+        self.env.barrier()
+
+    def _save_checkpoint(self, path: Path, state: dict | None = None) -> None:
+        save_checkpoint(path, self.model, self.cfg, self.data_dir / "tokenizer.json", state)
+
+    def _trainer_state(self) -> dict:
+        return {
+            "step": self.step,
+            "epoch": self.batches.epoch,
+            "batch_in_epoch": self.batches.pos,
+            "elapsed": self._elapsed(),
+            "best": self.best,
+            "world_size": self.env.world,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+            "rng": rng_state(),
+        }
+
+    def _write_log(self, record: dict) -> None:
+        with open(self.out / "log.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if any(k.startswith("valid_") for k in record):
+            plot_curves(self.out / "log.jsonl", self.out / "curves.png")
+
+    def _finish(self, reason: str) -> None:
+        """Final validation (unless interrupted) and `last`; say where it went."""
+        if self.stop_signal is None and self.valid_step != self.step and self.step > 0:
+            metrics = self._validate()
+            if self.env.main:
+                self._write_log({"step": self.step, "epoch": self.batches.epoch, **metrics})
+        if self.saved_step != self.step:
+            self._save()
+        hint = "; re-run the same command to resume" if self.stop_signal else ""
+        self.say(f"stopped at step {self.step}: {reason}; checkpoint in {self.out / 'last'}{hint}")
+
+
+def plot_curves(log_file: Path, png: Path) -> None:
+    """Train/valid loss and valid BLEU against steps (matplotlib Agg, imported lazily)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    rows = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
+    fig, (ax_loss, ax_bleu) = plt.subplots(1, 2, figsize=(10, 4))
+    for key in ("loss", "valid_loss"):
+        pts = [(r["step"], r[key]) for r in rows if key in r]
+        if pts:
+            ax_loss.plot(*zip(*pts, strict=True), label=key)
+    pts = [(r["step"], r["valid_bleu"]) for r in rows if "valid_bleu" in r]
+    if pts:
+        ax_bleu.plot(*zip(*pts, strict=True), marker="o", label="valid BLEU")
+    ax_loss.set(xlabel="step", ylabel="NLL per token")
+    ax_bleu.set(xlabel="step", ylabel="BLEU")
+    for ax in (ax_loss, ax_bleu):
+        if ax.lines:
+            ax.legend()
+    fig.tight_layout()
+    tmp = png.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    os.replace(tmp, png)
+
+
+def train(cfg: Config) -> None:
+    """Train (or resume) the run in cfg.train.out_dir until max_steps/max_epochs/max_time."""
+    Trainer(cfg).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train (or resume) a Transformer NMT model.")
+    parser.add_argument("--config", help="experiment YAML (see configs/)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value, e.g. --set train.max_steps=100",
+    )
+    args = parser.parse_args(argv)
+    try:
+        train(load_config(args.config, args.set))
+    except (ConfigError, DataError, CheckpointError, TrainingError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
