@@ -1,0 +1,129 @@
+"""`translate` end to end via subprocess, the way the README runs it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from translate.cli import format_results, read_lines
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, stdin: bytes = b"", cwd: Path = REPO) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("TRANSLATE_DEBUG", None)
+    cmd = [sys.executable, "-m", "translate", *args]
+    return subprocess.run(cmd, input=stdin, capture_output=True, cwd=cwd, env=env, timeout=120)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
+    err = proc.stderr.decode()
+    assert proc.returncode != 0
+    assert "Traceback" not in err and proc.stdout == b""
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+    for word in words:
+        assert word in err
+
+
+def test_read_lines_splits_like_wc_and_replaces_invalid_utf8(capsys):
+    assert read_lines(b"a\r\nb\n\nc", "x") == ["a", "b", "", "c"]
+    assert read_lines(b"", "x") == []
+    assert read_lines(b"ok\n\xff\xfebad\n\xc3\n", "stdin") == ["ok", "\ufffd\ufffdbad", "\ufffd"]
+    err = capsys.readouterr().err
+    assert err.count("warning") == 1 and "stdin line 2" in err
+
+
+def test_format_n_best():
+    assert format_results(["a", "b"], 1) == ["a", "b"]
+    assert format_results([[("a", -1.0), ("b", -2.5)]], 2) == ["-1.0000\ta", "-2.5000\tb"]
+
+
+def test_texts_give_one_line_each(tiny_checkpoint):
+    proc = run_cli(
+        "--checkpoint", str(tiny_checkpoint), "Guten Morgen", "Hallo Welt", "--beam", "3"
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert len(proc.stdout.decode().splitlines()) == 2
+
+
+def test_stdin_with_bad_lines_stays_line_aligned(tiny_checkpoint):
+    lines = [
+        b"Guten Morgen",
+        b"",
+        b"   \t ",
+        b"\x00\x07\x1b[31mrot\x1b[0m",
+        "Emoji 😀 und Привет und 東京".encode(),
+        b"\xff\xfe kaputt \xc3",
+        ("Wort " * 5000).encode(),
+        b"Das Wetter ist sch\xc3\xb6n.\r",
+    ]
+    proc = run_cli(
+        "--checkpoint", str(tiny_checkpoint), "--max-len-b", "4", stdin=b"\n".join(lines)
+    )
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    out = proc.stdout.decode().split("\n")
+    assert out[-1] == "" and len(out) - 1 == len(lines)  # one line per input, newline-terminated
+    assert out[1] == "" and out[2] == ""
+    assert "Traceback" not in err
+    assert "line 6" in err and "UTF-8" in err  # invalid bytes: warned once with the line number
+    assert "line 7" in err  # the 5000-word line was truncated
+
+
+def test_input_output_files_and_n_best(tiny_checkpoint, tmp_path):
+    src = tmp_path / "in.de"
+    src.write_text("Guten Morgen\n\nIch habe einen Hund.\n", encoding="utf-8")
+    out = tmp_path / "out.en"
+    proc = run_cli("--checkpoint", str(tiny_checkpoint), "--input", str(src), "--output", str(out))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert len(out.read_text(encoding="utf-8").split("\n")) == 4
+    assert out.read_text(encoding="utf-8").split("\n")[1] == ""
+
+    proc = run_cli(
+        "--checkpoint", str(tiny_checkpoint), "--n-best", "2", "--beam", "2", "--input", str(src)
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    rows = proc.stdout.decode().splitlines()
+    assert len(rows) == 6 and all("\t" in r for r in rows)
+    float(rows[0].split("\t")[0])
+
+
+def test_default_checkpoint_is_the_newest_run(tiny_checkpoint, tmp_path):
+    shutil.copytree(tiny_checkpoint, tmp_path / "runs" / "demo" / "best")
+    proc = run_cli("Guten Morgen", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert len(proc.stdout.decode().splitlines()) == 1
+
+
+def test_no_checkpoint_says_how_to_train(tmp_path):
+    assert_one_line_error(run_cli("Hallo", cwd=tmp_path), "python -m translate.train")
+
+
+def test_missing_checkpoint_dir(tmp_path):
+    assert_one_line_error(run_cli("--checkpoint", str(tmp_path / "nope"), "Hallo"), "nope")
+
+
+@pytest.mark.parametrize("damage", ["corrupt_weights", "other_tokenizer", "bad_config"])
+def test_broken_checkpoint_is_one_line_error(tiny_checkpoint, tmp_path, damage):
+    from conftest import write_tokenizer
+
+    ckpt = Path(shutil.copytree(tiny_checkpoint, tmp_path / "ckpt"))
+    if damage == "corrupt_weights":
+        data = (ckpt / "model.safetensors").read_bytes()
+        (ckpt / "model.safetensors").write_bytes(data[: len(data) // 2])
+    elif damage == "other_tokenizer":
+        write_tokenizer(ckpt / "tokenizer.json", vocab_size=384)
+    else:
+        (ckpt / "config.yaml").write_text("model: [not, a, section\n", encoding="utf-8")
+    assert_one_line_error(run_cli("--checkpoint", str(ckpt), "Hallo"))
+
+
+def test_export_is_reserved():
+    proc = run_cli("export", "--checkpoint", "x", "--to", "hf", "out")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr.decode()

@@ -1,0 +1,109 @@
+"""translate.evaluate: scores equal sacreBLEU on the written hypotheses; errors are one line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sacrebleu
+import yaml
+
+from translate.config import load_config
+from translate.evaluate import main
+from translate.translator import Translator
+
+REPO = Path(__file__).resolve().parents[1]
+SRC = [
+    "Guten Morgen, wie geht es dir?",
+    "Ich habe einen kleinen Hund.",
+    "",
+    "Das Wetter ist heute schön.",
+    "Wir fahren morgen nach Berlin.",
+]
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def references(ckpt: Path) -> list[str]:
+    """References that share most n-grams with the model's output, so BLEU is not trivially 0."""
+    hyps = Translator.load(ckpt, device="cpu").translate(SRC)
+    return [h if i % 2 == 0 else h + " the dog is small" for i, h in enumerate(hyps)]
+
+
+def test_scores_equal_sacrebleu_on_written_hypotheses(tiny_checkpoint, tmp_path):
+    src = write_lines(tmp_path / "test.de", SRC)
+    refs = references(tiny_checkpoint)
+    ref = write_lines(tmp_path / "test.en", refs)
+    out = tmp_path / "hyp.en"
+    cmd = [sys.executable, "-m", "translate.evaluate", "--checkpoint", str(tiny_checkpoint)]
+    cmd += ["--src", str(src), "--ref", str(ref), "--output", str(out), "--json"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+    hyps = out.read_text(encoding="utf-8").split("\n")[:-1]
+    assert len(hyps) == len(SRC)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    expected = {"bleu", "chrf", "signature", "sentences", "seconds", "sentences_per_second"}
+    assert expected <= result.keys()
+    assert result["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
+    assert result["chrf"] == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score)
+    assert result["chrf"] > 0 and result["sentences"] == len(SRC)
+    assert "tok:13a" in result["signature"]["bleu"] and "BLEU" in proc.stdout
+
+
+def test_tokenize_and_lowercase_pass_through(tiny_checkpoint, tmp_path, capsys):
+    src = write_lines(tmp_path / "a.de", SRC[:2])
+    refs = [r.upper() for r in references(tiny_checkpoint)[:2]]
+    ref = write_lines(tmp_path / "a.en", refs)
+    out = tmp_path / "hyp.en"
+    args = ["--checkpoint", str(tiny_checkpoint), "--src", str(src), "--ref", str(ref)]
+    args += ["--tokenize", "char", "--lowercase", "--json", "--output", str(out)]
+    assert main([*args, "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    hyps = out.read_text(encoding="utf-8").split("\n")[:-1]
+    expected = sacrebleu.corpus_bleu(hyps, [refs], tokenize="char", lowercase=True).score
+    assert result["bleu"] == pytest.approx(expected) and result["bleu"] > 50
+    assert "case:lc" in result["signature"]["bleu"] and "tok:char" in result["signature"]["bleu"]
+
+
+def test_mismatched_line_counts_is_one_line_error(tiny_checkpoint, tmp_path, capsys):
+    src = write_lines(tmp_path / "a.de", SRC)
+    ref = write_lines(tmp_path / "a.en", SRC[:3])
+    assert main(["--checkpoint", str(tiny_checkpoint), "--src", str(src), "--ref", str(ref)]) != 0
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ")
+    assert "5" in err and "3" in err
+
+
+def test_split_prepares_missing_data_then_scores_it(tiny_checkpoint, tmp_path, capsys):
+    from conftest import tiny_overrides, write_corpus
+
+    write_corpus(tmp_path / "raw", sizes=(("train", 60), ("valid", 4), ("test", 6)))
+    data = load_config(None, tiny_overrides(tmp_path, tmp_path / "run")).data  # not prepared
+    ckpt = Path(shutil.copytree(tiny_checkpoint, tmp_path / "ckpt"))
+    cfg = yaml.safe_load((ckpt / "config.yaml").read_text(encoding="utf-8"))
+    cfg["data"] = dataclasses.asdict(data)
+    (ckpt / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    out = tmp_path / "hyp.en"
+    args = ["--checkpoint", str(ckpt), "--split", "test", "--json", "--output", str(out)]
+    assert main([*args, "--beam", "1"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    refs = (tmp_path / "raw" / "test.en").read_text(encoding="utf-8").split("\n")[:-1]
+    hyps = out.read_text(encoding="utf-8").split("\n")[:-1]
+    assert result["sentences"] == len(refs) == len(hyps) == 6
+    assert result["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
+
+
+def test_needs_src_and_ref_or_split(tiny_checkpoint, capsys):
+    assert main(["--checkpoint", str(tiny_checkpoint), "--src", "x.de"]) != 0
+    assert capsys.readouterr().err.startswith("error: ")

@@ -1,0 +1,100 @@
+"""Translator: batching keeps order and results, bad input never crashes, one line per output."""
+
+from __future__ import annotations
+
+import pytest
+
+import translate.translator as translator_mod
+from translate.translator import Translator, clean_line, length_batches, one_line
+
+INPUTS = [
+    "Guten Morgen",
+    "",
+    "Ich habe einen kleinen Hund und eine große Katze.",
+    "Das",
+    "   ",
+    "Wir fahren morgen nach Berlin, weil das Wetter schön ist.",
+    "Das Wetter ist heute schön.",
+]
+
+
+@pytest.fixture(scope="module")
+def translator(tiny_checkpoint) -> Translator:
+    return Translator.load(tiny_checkpoint, device="cpu")
+
+
+def test_clean_line():
+    assert clean_line("  Gu\u0308ten\tMorgen\r\n") == "Güten Morgen"  # NFC, \t -> space, stripped
+    assert clean_line("\ufeffa\x00b\x07c\x1bd\u2028e") == "abcd e"  # BOM and controls dropped
+    assert clean_line("Emoji 😀 Привет 東京") == "Emoji 😀 Привет 東京"
+
+
+def test_one_line():
+    assert one_line("a\nb\r\nc\u2028d\x0be") == "a b c d e"
+
+
+def test_length_batches_respect_budget_and_cover_all():
+    lengths = [5, 1, 9, 3, 3, 40, 7, 2]
+    batches = length_batches(lengths, batch_tokens=12)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 12
+    order = [i for b in batches for i in b]
+    assert [lengths[i] for i in order] == sorted(lengths, reverse=True)
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_batched_equals_one_at_a_time_in_input_order(translator, beam):
+    batched = translator.translate(INPUTS, beam=beam, batch_tokens=40)
+    single = [translator.translate([text], beam=beam)[0] for text in INPUTS]
+    assert batched == single
+    assert batched[1] == "" and batched[4] == ""
+    assert all(isinstance(t, str) and "\n" not in t for t in batched)
+
+
+def test_empty_lines_never_reach_the_model(translator, monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("the model was called for an empty input")
+
+    monkeypatch.setattr(translator_mod, "beam_search", fail)
+    monkeypatch.setattr(translator_mod, "greedy_search", fail)
+    assert translator.translate(["", "  ", "\t\x00\n"]) == ["", "", ""]
+
+
+def test_n_best(translator):
+    results = translator.translate(INPUTS[:3], beam=3, n_best=3)
+    assert [len(hyps) for hyps in results] == [3, 3, 3]
+    assert results[1] == [("", 0.0)] * 3
+    for hyps in (results[0], results[2]):
+        scores = [score for _, score in hyps]
+        assert scores == sorted(scores, reverse=True)
+    assert results[0][0][0] == translator.translate(INPUTS[:1], beam=3)[0]
+
+
+def test_long_line_is_truncated_with_warning(translator, capsys):
+    out = translator.translate(["Hallo", "Wort " * 5000], beam=1, max_len_b=4)
+    assert len(out) == 2
+    assert "line 2" in capsys.readouterr().err
+
+
+def test_odd_characters_do_not_crash(translator):
+    texts = ["😀😀", "Привет мир", "東京\x00\x1b[31m", "\ufffd\ufffd", "a\nb"]
+    out = translator.translate(texts, beam=2)
+    assert len(out) == len(texts) and all("\n" not in t for t in out)
+
+
+def test_bad_options_are_value_errors(translator):
+    with pytest.raises(ValueError, match="n_best"):
+        translator.translate(["Hallo"], beam=2, n_best=3)
+    with pytest.raises(ValueError, match="beam"):
+        translator.translate(["Hallo"], beam=0)
+    with pytest.raises(TypeError, match="list"):
+        translator.translate("Hallo")
+    with pytest.raises(ValueError, match="fp16"):
+        Translator.load("unused", device="cpu", precision="fp16")
+
+
+def test_defaults_come_from_checkpoint_config(translator):
+    beam = translator.cfg.decode.beam
+    default = translator.translate(["Guten Morgen"])
+    assert default == translator.translate(["Guten Morgen"], beam=beam)

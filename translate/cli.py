@@ -1,0 +1,209 @@
+"""`translate`: German -> English from the command line.
+
+    translate "Guten Morgen" --beam 4            # one line per text argument
+    translate < in.de > out.en                     # one output line per input line
+    translate --input in.de --output out.en        # same, with a progress bar on stderr
+    translate --n-best 3 "Guten Morgen"            # n lines 'score<TAB>translation' per input
+    translate export --checkpoint DIR --to hf OUT  # a transformers MarianMTModel directory
+
+Decoding options default to the checkpoint's `decode` section. Bad input lines never stop a run;
+a bad checkpoint or option prints one `error: ...` line and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from translate.translator import Translator
+
+
+TRAIN_HINT = "python -m translate.train --config configs/demo.yaml"
+
+
+def add_decode_args(parser: argparse.ArgumentParser) -> None:
+    """Checkpoint, device and search options shared by `translate` and `translate.evaluate`."""
+    parser.add_argument("--checkpoint", metavar="DIR", help="default: best of the newest runs/*")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    g = parser.add_argument_group("search (defaults: the checkpoint's decode section)")
+    g.add_argument("--beam", metavar="N", type=int, help="beam size (1: greedy)")
+    g.add_argument("--alpha", metavar="A", type=float, help="GNMT length penalty exponent")
+    g.add_argument("--beta", metavar="B", type=float, help="GNMT coverage penalty weight")
+    g.add_argument(
+        "--max-len-a", metavar="A", type=float, help="at most A * source length + B tokens"
+    )
+    g.add_argument("--max-len-b", metavar="B", type=int)
+    g.add_argument("--batch-tokens", metavar="N", type=int, help="padded source tokens per batch")
+
+
+def decode_options(args: argparse.Namespace) -> dict:
+    """Keyword arguments for Translator.translate (None means: the checkpoint's default)."""
+    names = ("beam", "alpha", "beta", "max_len_a", "max_len_b", "batch_tokens")
+    return {name: getattr(args, name) for name in names}
+
+
+def load_translator(args: argparse.Namespace) -> Translator:
+    """Translator for --checkpoint, or for the best checkpoint of the newest run under runs/."""
+    from translate.checkpoint import find_default_checkpoint  # imports torch: not needed for --help
+    from translate.translator import Translator
+
+    checkpoint = args.checkpoint or find_default_checkpoint("runs")
+    if checkpoint is None:
+        raise ValueError(
+            f"no checkpoint found under runs/; train one with `{TRAIN_HINT}` "
+            "or pass --checkpoint DIR"
+        )
+    return Translator.load(checkpoint, device=args.device, precision=args.precision)
+
+
+def read_lines(data: bytes, name: str) -> list[str]:
+    """Split on \\n (dropping a final \\r), decode UTF-8; bad bytes become U+FFFD (warns once)."""
+    raw = data.split(b"\n")
+    if raw[-1] == b"":
+        raw.pop()  # the final newline ends the last line, it does not start a new one
+    lines, bad = [], []
+    for n, line in enumerate(raw, start=1):
+        line = line.removesuffix(b"\r")
+        try:
+            lines.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            lines.append(line.decode("utf-8", errors="replace"))
+            bad.append(n)
+    if bad:
+        more = f" (and {len(bad) - 1} more lines)" if len(bad) > 1 else ""
+        print(
+            f"warning: {name} line {bad[0]}{more} is not valid UTF-8; "
+            "invalid bytes were replaced with U+FFFD",
+            file=sys.stderr,
+        )
+    return lines
+
+
+def read_text_file(path: str) -> list[str]:
+    """Lines of a UTF-8 text file ('-' is stdin), never failing on invalid bytes."""
+    if path == "-":
+        return read_lines(sys.stdin.buffer.read(), "stdin")
+    if not Path(path).is_file():
+        raise ValueError(f"input file '{path}' does not exist")
+    return read_lines(Path(path).read_bytes(), path)
+
+
+def format_results(results: list, n_best: int) -> list[str]:
+    """One line per translation; for n_best > 1, n lines 'score\\ttranslation' per input."""
+    if n_best == 1:
+        return results
+    return [f"{score:.4f}\t{text}" for hyps in results for text, score in hyps]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="translate",
+        description="Translate German to English with a trained checkpoint.",
+        epilog="Reads stdin when no TEXT and no --input is given. "
+        "`translate export --checkpoint DIR --to hf OUT` exports a checkpoint (--help for more).",
+    )
+    parser.add_argument("text", nargs="*", help="German text(s), one output line each")
+    parser.add_argument("--input", "-i", metavar="FILE", help="one sentence per line")
+    parser.add_argument("--output", "-o", metavar="FILE", help="default: stdout")
+    parser.add_argument(
+        "--n-best",
+        metavar="N",
+        type=int,
+        default=1,
+        help="print N 'score<TAB>text' lines per input",
+    )
+    add_decode_args(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.text and args.input:
+        raise ValueError("give either TEXT arguments or --input FILE, not both")
+    lines = args.text or (read_text_file(args.input) if args.input else None)
+    translator = load_translator(args)  # before reading stdin: a bad checkpoint fails fast
+    if lines is None and sys.stdin.isatty() and not args.output:
+        return interactive(translator, args)
+    if lines is None:
+        lines = read_lines(sys.stdin.buffer.read(), "stdin")
+    progress = bool(args.input) and args.input != "-"
+    results = translator.translate(
+        lines, n_best=args.n_best, progress=progress, **decode_options(args)
+    )
+    text = "".join(line + "\n" for line in format_results(results, args.n_best))
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.buffer.write(text.encode("utf-8"))
+        sys.stdout.flush()
+
+
+def interactive(translator: Translator, args: argparse.Namespace) -> None:
+    """Typed at a terminal: translate each line as soon as it is entered."""
+    print("Type German sentences, one per line (Ctrl-D to quit).", file=sys.stderr)
+    for raw in sys.stdin.buffer:
+        results = translator.translate(
+            read_lines(raw, "input"), n_best=args.n_best, **decode_options(args)
+        )
+        print("\n".join(format_results(results, args.n_best)), flush=True)
+
+
+def build_export_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="translate export",
+        description="Export a post-LN checkpoint for Hugging Face transformers (MarianMTModel) or "
+        "CTranslate2. Needs the optional packages: pip install -e .[bench]",
+    )
+    parser.add_argument("--checkpoint", metavar="DIR", required=True)
+    parser.add_argument("--to", choices=["hf", "ctranslate2"], default="hf")
+    parser.add_argument("out", metavar="OUT", help="output directory")
+    return parser
+
+
+def export_main(argv: list[str]) -> int:
+    """`translate export --checkpoint DIR --to hf OUT` (see translate/export.py)."""
+    args = build_export_parser().parse_args(argv)
+
+    def run_export() -> None:
+        from translate.export import export
+
+        out = export(args.checkpoint, args.to, args.out)
+        print(f"wrote {out}", file=sys.stderr)
+
+    return report_errors(run_export)
+
+
+def report_errors(fn: Callable[..., object], *args: object) -> int:
+    """Run fn(*args): user errors become one `error:` line and exit 1, Ctrl-C exits 130."""
+    try:
+        fn(*args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # e.g. `translate < in.de | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (ValueError, OSError, RuntimeError) as e:
+        if os.environ.get("TRANSLATE_DEBUG"):
+            raise
+        message = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        if type(e).__name__ == "OutOfMemoryError":
+            message += " (try a smaller --batch-tokens)"
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["export"]:
+        return export_main(argv[1:])
+    return report_errors(run, build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,205 @@
+"""Translator: a loaded checkpoint that turns lists of German sentences into English ones.
+
+Inputs are cleaned (NFC, control characters dropped, stripped), sorted by length into token-budget
+batches, decoded with beam search (greedy when beam == 1) and returned in input order, one line
+per input: outputs never contain a line break.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import unicodedata
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from data_prep import EOS_ID, PAD_ID
+from translate.checkpoint import load_model
+from translate.config import Config
+from translate.search import beam_search, greedy_search
+
+Hypotheses = list[tuple[str, float]]  # n-best (translation, score), best first
+
+# Control characters (category Cc) are dropped, except whitespace ones (\t \n \r \x0b \x0c
+# \x1c-\x1f \x85), which become a space like U+2028/U+2029; byte-order marks are dropped.
+_CONTROL = {c: None for c in [*range(0x20), *range(0x7F, 0xA0), 0xFEFF]}
+_CONTROL.update(
+    {c: " " for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029] if chr(c).isspace()}
+)
+
+
+def clean_line(text: str) -> str:
+    """NFC-normalize, drop control characters (control whitespace -> space), strip."""
+    return unicodedata.normalize("NFC", text).translate(_CONTROL).strip()
+
+
+def one_line(text: str) -> str:
+    """Replace every line break (\\n, \\r, U+2028, ...) with a space: outputs stay one line."""
+    return " ".join(text.splitlines()).strip()
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' picks cuda when available; 'cuda' without a GPU is a user error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be auto, cpu or cuda; got '{device}'")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "--device cuda was requested but no CUDA GPU is available; use --device cpu"
+        )
+    return torch.device(device)
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for decoding (None: plain fp32). 'auto': bf16 on GPUs that support it."""
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise ValueError(f"--precision must be auto, fp32, bf16 or fp16; got '{precision}'")
+    if device.type != "cuda":
+        if precision in ("bf16", "fp16"):
+            raise ValueError(f"--precision {precision} needs --device cuda; on CPU use fp32")
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def length_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
+    """Indices sorted longest first, cut so n_sentences * longest_length <= batch_tokens.
+
+    A sentence longer than the budget gets a batch of its own. Ties keep input order.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        # Sorted longest first, so the batch's first sentence is its longest.
+        if batches and len(batches[-1]) < batch_tokens // max(lengths[batches[-1][0]], 1):
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+class Translator:
+    """A checkpoint ready to translate: the model (eval mode, on `device`), tokenizer and config."""
+
+    def __init__(self, model, tokenizer, cfg: Config, device: torch.device, dtype=None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.cfg = cfg
+        self.device = device
+        self.dtype = dtype  # autocast dtype, None for fp32
+        self.max_src_tokens = cfg.model.max_positions - 1  # room for the appended eos
+
+    @classmethod
+    def load(
+        cls, checkpoint_dir: str | Path, device: str = "auto", precision: str = "auto"
+    ) -> Translator:
+        """Load model, tokenizer and config from a checkpoint directory (CheckpointError if bad)."""
+        dev = resolve_device(device)
+        dtype = resolve_precision(precision, dev)
+        model, cfg, tokenizer = load_model(checkpoint_dir, device=str(dev))
+        return cls(model, tokenizer, cfg, dev, dtype)
+
+    def translate(
+        self,
+        texts: Sequence[str],
+        beam: int | None = None,
+        alpha: float | None = None,
+        beta: float | None = None,
+        max_len_a: float | None = None,
+        max_len_b: int | None = None,
+        n_best: int = 1,
+        batch_tokens: int | None = None,
+        progress: bool = False,
+    ) -> list[str] | list[Hypotheses]:
+        """Translate sentences; options left as None come from the checkpoint's `decode` section.
+
+        n_best == 1: one translation per input (list[str]). n_best > 1: per input a list of exactly
+        n_best (translation, score) pairs, best first (list[list[tuple[str, float]]]); the score is
+        the search's length-penalized log-probability. Empty inputs give "" (score 0.0).
+        """
+        if isinstance(texts, str):
+            raise TypeError("translate() takes a list of sentences; wrap a single one: [text]")
+        d = self.cfg.decode
+        opts = dict(
+            beam=d.beam if beam is None else beam,
+            alpha=d.alpha if alpha is None else alpha,
+            beta=d.beta if beta is None else beta,
+            max_len_a=d.max_len_a if max_len_a is None else max_len_a,
+            max_len_b=d.max_len_b if max_len_b is None else max_len_b,
+        )
+        batch_tokens = d.batch_tokens if batch_tokens is None else batch_tokens
+        _check_options(opts["beam"], n_best, batch_tokens)
+        results = self._translate_all(list(texts), opts, n_best, batch_tokens, progress)
+        return [hyps[0][0] for hyps in results] if n_best == 1 else results
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Clean and tokenize; sources longer than the model's positions are truncated (warning)."""
+        lines = [clean_line(t) for t in texts]
+        ids = [enc.ids for enc in self.tokenizer.encode_batch(lines, add_special_tokens=False)]
+        for n, seq in enumerate(ids, start=1):
+            if len(seq) > self.max_src_tokens:
+                print(
+                    f"warning: line {n} has {len(seq)} tokens but the model reads at most "
+                    f"{self.max_src_tokens}; translating only its first {self.max_src_tokens}",
+                    file=sys.stderr,
+                )
+        return [seq[: self.max_src_tokens] for seq in ids]
+
+    def _translate_all(
+        self, texts: list[str], opts: dict, n_best: int, batch_tokens: int, progress: bool
+    ) -> list[Hypotheses]:
+        """Decode non-empty inputs in length-sorted batches; results back in input order."""
+        ids = self.encode(texts)
+        results: list[Hypotheses] = [[("", 0.0)] * n_best for _ in texts]
+        todo = [i for i, seq in enumerate(ids) if seq]  # empty lines never reach the model
+        batches = length_batches([len(ids[i]) + 1 for i in todo], batch_tokens)
+        with tqdm(total=len(texts), disable=not progress, file=sys.stderr, unit="sent") as bar:
+            bar.update(len(texts) - len(todo))
+            for batch in batches:
+                rows = [todo[j] for j in batch]
+                found = self._decode_batch([ids[i] for i in rows], opts, n_best)
+                for i, hyps in zip(rows, found, strict=True):
+                    results[i] = hyps
+                bar.update(len(rows))
+        return results
+
+    def _decode_batch(self, seqs: list[list[int]], opts: dict, n_best: int) -> list[Hypotheses]:
+        """Search one batch of token-id sources and detokenize the n-best lists."""
+        src = torch.full((len(seqs), max(map(len, seqs)) + 1), PAD_ID, dtype=torch.long)
+        for row, seq in enumerate(seqs):  # (B, S): ids + [eos], right-padded
+            src[row, : len(seq) + 1] = torch.tensor([*seq, EOS_ID])
+        src = src.to(self.device)
+        with self._autocast():
+            if opts["beam"] == 1 and n_best == 1:  # same result as beam 1, less bookkeeping
+                found = greedy_search(
+                    self.model, src, max_len_a=opts["max_len_a"], max_len_b=opts["max_len_b"]
+                )
+                nbest = [[(tokens, 0.0)] for tokens in found]
+            else:
+                nbest = beam_search(self.model, src, n_best=n_best, **opts)
+        return [self._detokenize(hyps, n_best) for hyps in nbest]
+
+    def _autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def _detokenize(self, hyps: list[tuple[list[int], float]], n_best: int) -> Hypotheses:
+        texts = self.tokenizer.decode_batch([ids for ids, _ in hyps], skip_special_tokens=True)
+        out = [(one_line(t), float(score)) for t, (_, score) in zip(texts, hyps, strict=True)]
+        out = out or [("", 0.0)]  # the search found nothing (should not happen)
+        return (out + out[-1:] * n_best)[:n_best]  # exactly n_best, even if the search found fewer
+
+
+def _check_options(beam: int, n_best: int, batch_tokens: int) -> None:
+    if beam < 1:
+        raise ValueError(f"beam must be at least 1; got {beam}")
+    if not 1 <= n_best <= beam:
+        raise ValueError(f"n_best must be between 1 and the beam size ({beam}); got {n_best}")
+    if batch_tokens < 1:
+        raise ValueError(f"batch_tokens must be positive; got {batch_tokens}")
