@@ -1,6 +1,10 @@
-"""Speed and quality benchmarks, one function per section.
+"""Speed benchmarks, one function per section; prints a table per section.
 
-  python scripts/benchmark.py --only data [--json out.json] [--big /tmp/corpus/train]
+  python scripts/benchmark.py [--only data|train|decode|gpu ...] [--json] [--big PREFIX]
+
+--json prints one JSON object last (the speedup keys at its top level, then each section).
+train, decode and gpu live in scripts/bench_models.py (ours vs HF transformers vs CTranslate2;
+they need `pip install -e .[bench]`).
 
 data: Multi30k preparation time and peak memory (a fresh subprocess), detokenization round trip,
 padding efficiency of length-bucketed vs random batches; with --big PREFIX also a WMT14-sized
@@ -18,6 +22,8 @@ import tempfile
 import time
 import unicodedata
 from pathlib import Path
+
+import bench_models  # noqa: E402  (scripts/ is on sys.path when run as a script)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -90,19 +96,23 @@ def bench_data(args: argparse.Namespace) -> dict:
     return results
 
 
-SECTIONS = {"data": bench_data}
+SECTIONS = {"data": bench_data, **bench_models.SECTIONS}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=sorted(SECTIONS), action="append", help="run a section")
-    parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--only", choices=list(SECTIONS), action="append", help="run a section")
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument("--big", help="data: prefix of a WMT14-sized corpus (PREFIX.de, PREFIX.en)")
+    bench_models.add_args(parser)
     args = parser.parse_args()
-    results = {name: SECTIONS[name](args) for name in args.only or SECTIONS}
-    print(json.dumps(results, indent=2))
+    results = {}
+    for name in args.only or SECTIONS:
+        results[name] = SECTIONS[name](args)
+        bench_models.print_table(name, results[name])
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        summary = {k: v for r in results.values() for k, v in r.items() if "speedup" in k}
+        print(json.dumps({**summary, **results}))
 
 
 if __name__ == "__main__":
