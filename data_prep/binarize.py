@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -44,6 +45,7 @@ def prepare(cfg: DataConfig) -> Path:
     sample, n_sample = _tokenizer_sample(cfg, stats)
     tok = train_tokenizer(sample, vocab_size=cfg.vocab_size, length=n_sample)
     tok.save(str(out / "tokenizer.json"))
+    tok.normalizer = None  # the saved file keeps NFC; every text below is NFC (clean.normalize)
     dtype = np.uint16 if tok.get_vocab_size() <= 1 << 16 else np.uint32
     stats.replaced_utf8 = 0  # the sample pass read train once already
     splits = {"train": _binarize_train(cfg, tok, out, dtype, drops, stats)}
@@ -136,33 +138,21 @@ class SplitWriter:
             f.write(flat.tobytes())
         self.lens.append(lens)
 
-    def finish(self, keep: np.ndarray | None = None) -> int:
-        """Write {name}.npy (only pairs where `keep`) and {name}.idx.npy; returns tokens kept."""
+    def finish(self) -> int:
+        """Write {name}.npy and {name}.idx.npy; returns the number of tokens."""
         lens = np.concatenate(self.lens) if self.lens else np.zeros(0, np.int64)
-        keep = np.ones(len(lens), bool) if keep is None else keep
-        kept = lens[keep]
         header = {
             "descr": np.dtype(self.dtype).str,
             "fortran_order": False,
-            "shape": (int(kept.sum()),),
+            "shape": (int(lens.sum()),),
         }
         with open(self.tmp, "rb") as src, open(self.out / f"{self.name}.npy", "wb") as dst:
             np.lib.format.write_array_header_1_0(dst, header)
-            for start in range(0, len(lens), 1 << 20):  # 1M pairs at a time
-                part_lens, part_keep = (
-                    lens[start : start + (1 << 20)],
-                    keep[start : start + (1 << 20)],
-                )
-                ids = np.frombuffer(
-                    src.read(int(part_lens.sum()) * np.dtype(self.dtype).itemsize), self.dtype
-                )
-                dst.write(ids[np.repeat(part_keep, part_lens)].tobytes())
-        np.save(
-            self.out / f"{self.name}.idx.npy",
-            np.concatenate([[0], np.cumsum(kept)]).astype(np.int64),
-        )
+            shutil.copyfileobj(src, dst, 1 << 24)
+        offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+        np.save(self.out / f"{self.name}.idx.npy", offsets)
         self.tmp.unlink()
-        return int(kept.sum())
+        return int(lens.sum())
 
 
 def _binarize_train(
@@ -171,14 +161,14 @@ def _binarize_train(
     """Clean, encode and write the training split; returns its pair/token counts."""
     n, chunks = open_split(cfg, "train", stats)
     src_out, tgt_out = SplitWriter(out, "train.src", dtype), SplitWriter(out, "train.tgt", dtype)
-    hashes, read = [], 0
+    seen: set[bytes] = set()  # pair digests, for dedup before (not after) the costly encoding
     with tqdm(total=n, desc="train", unit="pairs", unit_scale=True) as bar:
         for src, tgt in chunks:
-            read += len(src)
             bar.update(len(src))
             src, tgt = clean.normalize(src), clean.normalize(tgt)
-            keep = clean.non_empty(src, tgt, drops)
-            src, tgt = [src[i] for i in keep], [tgt[i] for i in keep]
+            src, tgt = _take(src, tgt, clean.non_empty(src, tgt, drops))
+            if cfg.dedup:
+                src, tgt = _take(src, tgt, clean.unseen(src, tgt, seen, drops))
             (s_ids, s_lens), (t_ids, t_lens) = (
                 encode_ids(tok, src, dtype),
                 encode_ids(tok, tgt, dtype),
@@ -186,13 +176,17 @@ def _binarize_train(
             mask = clean.length_mask(s_lens, t_lens, cfg.max_len, cfg.max_ratio, drops)
             src_out.add(s_ids[np.repeat(mask, s_lens)], s_lens[mask])
             tgt_out.add(t_ids[np.repeat(mask, t_lens)], t_lens[mask])
-            if cfg.dedup:
-                kept = np.flatnonzero(mask)
-                hashes.append(clean.pair_hashes([src[i] for i in kept], [tgt[i] for i in kept]))
-    keep = clean.first_occurrences(np.concatenate(hashes), drops) if hashes else None
-    src_tokens, tgt_tokens = src_out.finish(keep), tgt_out.finish(keep)
-    pairs = int(keep.sum()) if keep is not None else sum(map(len, src_out.lens))
-    return {"read": read, "pairs": pairs, "src_tokens": src_tokens, "tgt_tokens": tgt_tokens}
+    pairs = sum(map(len, src_out.lens))
+    return {
+        "read": n,
+        "pairs": pairs,
+        "src_tokens": src_out.finish(),
+        "tgt_tokens": tgt_out.finish(),
+    }
+
+
+def _take(src: list[str], tgt: list[str], keep: list[int]) -> tuple[list[str], list[str]]:
+    return [src[i] for i in keep], [tgt[i] for i in keep]
 
 
 def _binarize_eval(

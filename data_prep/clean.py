@@ -1,5 +1,8 @@
 """Cleaning rules for training pairs; every drop is counted by reason for the manifest.
 
+Rules apply in DROP_REASONS order: a pair dropped by one rule is not counted by a later one.
+Duplicates go before the length rules so that repeated pairs are never tokenized; the first
+copy of a too long pair counts as `too_long`, its repeats as `duplicate`.
 Valid and test are never filtered: they only get `normalize` (NFC + strip) before tokenizing.
 """
 
@@ -11,7 +14,7 @@ from collections import Counter
 
 import numpy as np
 
-DROP_REASONS = ("empty", "too_long", "ratio", "duplicate")
+DROP_REASONS = ("empty", "duplicate", "too_long", "ratio")
 RATIO_MIN_TOKENS = 6  # pairs whose longer side is shorter than this never fail the ratio rule
 
 
@@ -24,6 +27,19 @@ def non_empty(src: list[str], tgt: list[str], drops: Counter) -> list[int]:
     """Indices of pairs with text on both sides; counts the others as `empty`."""
     keep = [i for i, (s, t) in enumerate(zip(src, tgt, strict=True)) if s and t]
     drops["empty"] += len(src) - len(keep)
+    return keep
+
+
+def unseen(src: list[str], tgt: list[str], seen: set[bytes], drops: Counter) -> list[int]:
+    """Indices of pairs not in `seen` (8-byte blake2b digests of cleaned pairs, updated in place):
+    the first of each group of exact duplicates, across calls; counts the others as `duplicate`."""
+    keep = []
+    for i, (s, t) in enumerate(zip(src, tgt, strict=True)):
+        digest = hashlib.blake2b(f"{s}\x00{t}".encode(), digest_size=8).digest()
+        if digest not in seen:
+            seen.add(digest)
+            keep.append(i)
+    drops["duplicate"] += len(src) - len(keep)
     return keep
 
 
@@ -42,20 +58,3 @@ def length_mask(
     drops["too_long"] += int(too_long.sum())
     drops["ratio"] += int(bad_ratio.sum())
     return ~(too_long | bad_ratio)
-
-
-def pair_hashes(src: list[str], tgt: list[str]) -> np.ndarray:
-    """(N,) uint64 8-byte blake2b digests of the cleaned pairs, for exact-duplicate removal."""
-    digests = b"".join(
-        hashlib.blake2b(f"{s}\x00{t}".encode(), digest_size=8).digest()
-        for s, t in zip(src, tgt, strict=True)
-    )
-    return np.frombuffer(digests, dtype=np.uint64)
-
-
-def first_occurrences(hashes: np.ndarray, drops: Counter) -> np.ndarray:
-    """Boolean (N,) mask keeping the first of each group of equal hashes; counts `duplicate`."""
-    keep = np.zeros(len(hashes), dtype=bool)
-    keep[np.unique(hashes, return_index=True)[1]] = True
-    drops["duplicate"] += int(len(hashes) - keep.sum())
-    return keep

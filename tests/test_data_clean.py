@@ -36,8 +36,8 @@ def test_short_pairs_are_exempt_from_the_ratio_rule():
     assert mask.tolist() == [True]
 
 
-def test_duplicates_keep_the_first_occurrence():
-    drops = Counter()
-    h = clean.pair_hashes(["a", "b", "a", "a"], ["x", "y", "x", "z"])
-    assert clean.first_occurrences(h, drops).tolist() == [True, True, False, True]
-    assert drops["duplicate"] == 1
+def test_duplicates_keep_the_first_occurrence_across_chunks():
+    drops, seen = Counter(), set()
+    assert clean.unseen(["a", "b", "a", "a"], ["x", "y", "x", "z"], seen, drops) == [0, 1, 3]
+    assert clean.unseen(["b", "c"], ["y", "y"], seen, drops) == [1]
+    assert drops["duplicate"] == 2

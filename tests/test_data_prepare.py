@@ -83,3 +83,14 @@ def test_reverse_direction(tmp_path):
     tok = load_tokenizer(out)
     src, tgt = load_split(out, "test")[0]
     assert (tok.decode(src.tolist()), tok.decode(tgt.tolist())) == (EN[-1], DE[-1])
+
+
+def test_repeats_of_a_too_long_pair_count_as_duplicates(tmp_path):
+    cfg = corpus(tmp_path)
+    for lang, extra in (("de", " ".join(["Wort"] * 20_000)), ("en", "word")):
+        with open(tmp_path / f"train.{lang}", "a", encoding="utf-8") as f:
+            f.write(f"{extra}\n{extra}\n")  # two more copies of the 20,000-word pair
+    manifest = json.loads((prepare(cfg) / "manifest.json").read_text())
+    assert manifest["drops"] == {"empty": 2, "duplicate": 5, "too_long": 1, "ratio": 0}
+    assert list(manifest["drops"]) == ["empty", "duplicate", "too_long", "ratio"]  # rule order
+    assert manifest["splits"]["train"]["pairs"] == 40

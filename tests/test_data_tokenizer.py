@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import unicodedata
 
+import numpy as np
 import pytest
 
 from data_prep import BOS_ID, EOS_ID, PAD_ID, UNK_ID, DataError, load_tokenizer
-from data_prep.tokenizer import train_tokenizer
+from data_prep.tokenizer import encode_ids, train_tokenizer
 
 CORPUS = [
     "Guten Morgen, wie geht es dir?",
@@ -56,3 +58,18 @@ def test_nfd_input_decodes_to_nfc(tok):
 def test_missing_tokenizer_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         load_tokenizer(tmp_path)
+
+
+def test_encode_ids_equals_one_encode_per_sentence():
+    # newlines and whitespace runs in training make merges such as "\n " exist, so that joined
+    # encoding must notice them and fall back
+    tok = train_tokenizer(iter([CORPUS * 20 + ["a\n  b\n\n\nc  \n d"] * 50]), 400, length=101)
+    tricky = ROUND_TRIP + [" lead", "trail ", "", "", "x", "  two", "'s it", "3,50", "\r\x85"]
+    rng = random.Random(0)
+    fuzz = ["".join(rng.choices(" \t\xa0\rab'.1ü", k=rng.randrange(6))) for _ in range(300)]
+    clean = [s.strip() for s in fuzz if s.strip()]  # what prepare encodes: joined, no fallback
+    for sentences in (CORPUS + ROUND_TRIP, tricky, tricky + ["new\nline"], [], fuzz, clean):
+        flat, lens = encode_ids(tok, sentences, np.uint16)
+        expected = [tok.encode(s, add_special_tokens=False).ids for s in sentences]
+        assert lens.dtype == np.int64 and lens.tolist() == list(map(len, expected))
+        assert flat.tolist() == [i for ids in expected for i in ids]
