@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data_prep.batching import collate, load_split, token_batches
+from data_prep.batching import collate, load_split, sorted_batches, token_batches
 from data_prep.binarize import prepare
 from data_prep.sources import DataError
 from data_prep.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, load_tokenizer
@@ -24,6 +24,7 @@ __all__ = [
     "load_tokenizer",
     "prepare",
     "read_raw_split",
+    "sorted_batches",
     "token_batches",
 ]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from data_prep import DataError, load_split, prepare
 from data_prep.batching import padding_efficiency, token_batches
-from translate.config import ConfigError, load_config
+from translate.config import ConfigError, add_config_args, load_config
 
 
 def summary(data_dir: Path, max_tokens: int, seconds: float, reused: bool) -> str:
@@ -41,14 +41,7 @@ def summary(data_dir: Path, max_tokens: int, seconds: float, reused: bool) -> st
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_prep", description=__doc__)
-    parser.add_argument("--config", required=True, help="experiment YAML, e.g. configs/demo.yaml")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a config value (repeatable)",
-    )
+    add_config_args(parser, required=True)
     args = parser.parse_args(argv)
     start = time.time()
     try:

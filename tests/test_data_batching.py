@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from data_prep import BOS_ID, EOS_ID, PAD_ID, collate, token_batches
+from data_prep import BOS_ID, EOS_ID, PAD_ID, collate, sorted_batches, token_batches
 from data_prep.batching import padding_efficiency, random_batches
 
 
@@ -93,3 +93,13 @@ def test_collate_adds_bos_eos_and_pads():
     assert src.tolist() == [[5, 6, 7, EOS_ID], [9, EOS_ID, PAD_ID, PAD_ID]]
     assert tgt_in.tolist() == [[BOS_ID, 8, PAD_ID], [BOS_ID, 10, 11]]
     assert tgt_out.tolist() == [[8, EOS_ID, PAD_ID], [10, 11, EOS_ID]]
+
+
+def test_sorted_batches_respect_budget_and_cover_all():
+    lengths = [5, 1, 9, 3, 3, 40, 7, 2]
+    batches = sorted_batches(lengths, max_tokens=12)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 12
+    order = [i for b in batches for i in b]
+    assert [lengths[i] for i in order] == sorted(lengths, reverse=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import translate.translator as translator_mod
-from translate.translator import Translator, clean_line, length_batches, one_line
+from translate.translator import Translator, clean_line, one_line
 
 INPUTS = [
     "Guten Morgen",
@@ -31,16 +31,6 @@ def test_clean_line():
 
 def test_one_line():
     assert one_line("a\nb\r\nc\u2028d\x0be") == "a b c d e"
-
-
-def test_length_batches_respect_budget_and_cover_all():
-    lengths = [5, 1, 9, 3, 3, 40, 7, 2]
-    batches = length_batches(lengths, batch_tokens=12)
-    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
-    for b in batches:
-        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 12
-    order = [i for b in batches for i in b]
-    assert [lengths[i] for i in order] == sorted(lengths, reverse=True)
 
 
 @pytest.mark.parametrize("beam", [1, 3])

@@ -5,6 +5,7 @@ The resolved config is saved next to every checkpoint, so a checkpoint rebuilds 
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
@@ -153,6 +154,20 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             raise ConfigError(f"config key '{keys[0]}' must be a section")
         raw[keys[0]][keys[1]] = parsed
     return raw
+
+
+def add_config_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    """The `--config FILE` and repeatable `--set section.key=value` options of every entry point."""
+    parser.add_argument(
+        "--config", required=required, help="experiment YAML, e.g. configs/demo.yaml"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value, e.g. --set train.max_steps=100 (repeatable)",
+    )
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

@@ -38,6 +38,7 @@ from data_prep import (
     load_tokenizer,
     prepare,
     read_raw_split,
+    sorted_batches,
     token_batches,
 )
 from translate.checkpoint import (
@@ -56,6 +57,7 @@ from translate.config import (
     Config,
     ConfigError,
     TrainConfig,
+    add_config_args,
     data_hash,
     load_config,
     parse_duration,
@@ -186,23 +188,13 @@ def _optimizer_step(net, optimizer, lr, tc, scaler, nll_sum) -> tuple[Tensor, Te
     return grad_norm.detach(), finite
 
 
-def _sorted_chunks(lens: np.ndarray, max_tokens: int) -> list[np.ndarray]:
-    """Indices sorted by length, cut into batches of at most max_tokens padded tokens."""
-    order, batches, start = np.argsort(-lens, kind="stable"), [], 0
-    while start < len(order):
-        size = max(1, max_tokens // max(int(lens[order[start]]), 1))
-        batches.append(order[start : start + size])
-        start += size
-    return batches
-
-
 @torch.no_grad()
 def validate(model, valid, refs, tokenizer, cfg: Config, device, amp_dtype) -> dict[str, float]:
     """Valid NLL per target token, perplexity, and greedy sacreBLEU on the first sentences."""
     model.eval()
     nll, ntok = torch.zeros((), device=device), 0
     lens = np.maximum(np.asarray(valid.src_lens), np.asarray(valid.tgt_lens)) + 1
-    for idx in _sorted_chunks(lens, cfg.train.max_tokens):
+    for idx in sorted_batches(lens, cfg.train.max_tokens):
         src, tgt_in, tgt_out = (t.to(device) for t in collate([valid[i] for i in idx]))
         with _autocast(device, amp_dtype):
             logits = model(src, tgt_in)  # (B, T, V)
@@ -215,7 +207,7 @@ def validate(model, valid, refs, tokenizer, cfg: Config, device, amp_dtype) -> d
     n = min(cfg.train.valid_bleu_sentences, len(valid), len(refs))
     if n > 0:
         hyps = [""] * n
-        for idx in _sorted_chunks(np.asarray(valid.src_lens[:n]) + 1, cfg.train.max_tokens // 2):
+        for idx in sorted_batches(np.asarray(valid.src_lens[:n]) + 1, cfg.train.max_tokens // 2):
             src = collate([valid[i] for i in idx])[0].to(device)
             with _autocast(device, amp_dtype):
                 ids = greedy_search(model, src, cfg.decode.max_len_a, cfg.decode.max_len_b)
@@ -651,14 +643,7 @@ def train(cfg: Config) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train (or resume) a Transformer NMT model.")
-    parser.add_argument("--config", help="experiment YAML (see configs/)")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a config value, e.g. --set train.max_steps=100",
-    )
+    add_config_args(parser)
     args = parser.parse_args(argv)
     try:
         train(load_config(args.config, args.set))

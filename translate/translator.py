@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from data_prep import EOS_ID, PAD_ID
+from data_prep import EOS_ID, PAD_ID, sorted_batches
 from translate.checkpoint import load_model
 from translate.config import Config
 from translate.search import beam_search, greedy_search
@@ -65,22 +65,6 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     if precision == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
-def length_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
-    """Indices sorted longest first, cut so n_sentences * longest_length <= batch_tokens.
-
-    A sentence longer than the budget gets a batch of its own. Ties keep input order.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches: list[list[int]] = []
-    for i in order:
-        # Sorted longest first, so the batch's first sentence is its longest.
-        if batches and len(batches[-1]) < batch_tokens // max(lengths[batches[-1][0]], 1):
-            batches[-1].append(i)
-        else:
-            batches.append([i])
-    return batches
 
 
 class Translator:
@@ -157,11 +141,11 @@ class Translator:
         ids = self.encode(texts)
         results: list[Hypotheses] = [[("", 0.0)] * n_best for _ in texts]
         todo = [i for i, seq in enumerate(ids) if seq]  # empty lines never reach the model
-        batches = length_batches([len(ids[i]) + 1 for i in todo], batch_tokens)
+        batches = sorted_batches([len(ids[i]) + 1 for i in todo], batch_tokens)
         with tqdm(total=len(texts), disable=not progress, file=sys.stderr, unit="sent") as bar:
             bar.update(len(texts) - len(todo))
             for batch in batches:
-                rows = [todo[j] for j in batch]
+                rows = [todo[j] for j in batch.tolist()]
                 found = self._decode_batch([ids[i] for i in rows], opts, n_best)
                 for i, hyps in zip(rows, found, strict=True):
                     results[i] = hyps
