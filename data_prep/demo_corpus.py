@@ -253,7 +253,7 @@ def demo_splits(n_pairs: int, src_lang: str = "de", tgt_lang: str = "en", seed: 
     """{'train'|'valid'|'test': (source sentences, target sentences)}; n_pairs training pairs."""
     rng = random.Random(seed)
     held_out = min(1000, max(20, n_pairs // 20))
-    phrases = phrasebook(rng, reps=max(3, min(20, int(0.15 * n_pairs / 250))))[: n_pairs // 3]
+    phrases = phrasebook(rng, reps=max(3, min(50, int(0.5 * n_pairs / 250))))[: n_pairs // 3]
     seen = {de for de, _ in phrases}
     templated: list[tuple[str, str]] = []
     while len(templated) < n_pairs - len(phrases) + 2 * held_out:

@@ -46,7 +46,7 @@ def variants(de: str, en: str, rng: random.Random, k: int) -> list[tuple[str, st
     mark = de[-1] if de[-1] in ".!?" else ""
     core_de, core_en = (de[:-1], en[:-1]) if mark else (de, en)
     out = [(de, en)] + ([] if mark else [(de + "!", en + "!"), (de + ".", en + ".")])
-    for name_de, name_en in rng.sample(names(), k):
+    for name_de, name_en in rng.sample(names(), min(k, len(names()))):
         out.append((f"{core_de}, {name_de}{mark or '!'}", f"{core_en}, {name_en}{mark or '!'}"))
     return out[:k]
 
