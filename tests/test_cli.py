@@ -124,6 +124,6 @@ def test_broken_checkpoint_is_one_line_error(tiny_checkpoint, tmp_path, damage):
     assert_one_line_error(run_cli("--checkpoint", str(ckpt), "Hallo"))
 
 
-def test_export_is_reserved():
+def test_export_of_a_missing_checkpoint_is_one_line():
     proc = run_cli("export", "--checkpoint", "x", "--to", "hf", "out")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr.decode()

@@ -23,8 +23,13 @@ from pathlib import Path
 import torch
 
 from data_prep import BOS_ID, EOS_ID, PAD_ID, UNK_ID
-from translate.checkpoint import load_model
+from translate.checkpoint import load_checkpoint_config, load_model
 from translate.model import Transformer
+
+PRE_NORM = (
+    "only post-LN models can be exported (model.pre_norm is true); MarianMTModel has no "
+    "pre-norm variant"
+)
 
 
 class ExportError(ValueError):
@@ -77,10 +82,7 @@ def marian_config(model: Transformer):
 def to_marian(model: Transformer):
     """Our model (post-LN) -> an equivalent transformers MarianMTModel in eval mode."""
     if model.cfg.pre_norm:
-        raise ExportError(
-            "only post-LN models can be exported (model.pre_norm is true); MarianMTModel has "
-            "no pre-norm variant"
-        )
+        raise ExportError(PRE_NORM)
     transformers = _require("transformers")
     marian = transformers.MarianMTModel(marian_config(model)).eval()
     ours = {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -153,6 +155,8 @@ def hf_to_ctranslate2(hf_dir: str | Path, out_dir: str | Path, quantization: str
 
 def export(ckpt_dir: str | Path, to: str, out_dir: str | Path) -> Path:
     """`translate export`: to 'hf' or 'ctranslate2'."""
+    if load_checkpoint_config(ckpt_dir).model.pre_norm:  # say so before asking for transformers
+        raise ExportError(PRE_NORM)
     _require("transformers").utils.logging.disable_progress_bar()
     if to == "hf":
         return export_hf(ckpt_dir, out_dir)
