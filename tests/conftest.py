@@ -82,6 +82,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     """An untrained d=32 checkpoint dir (model.safetensors, config.yaml, tokenizer.json)."""
     import torch
 
+    from data_prep import load_tokenizer
     from translate.checkpoint import save_checkpoint
     from translate.config import load_config
     from translate.model import Transformer
@@ -90,7 +91,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     tokenizer = write_tokenizer(root / "tokenizer.json", vocab_size=320)
     cfg = load_config(None, tiny_overrides(root, root / "run"))
     torch.manual_seed(0)
-    model = Transformer(cfg.model, 320, pad_id=0)
+    model = Transformer(cfg.model, load_tokenizer(tokenizer).get_vocab_size(), pad_id=0)
     return save_checkpoint(root / "ckpt", model, cfg, tokenizer)
 
 
