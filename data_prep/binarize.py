@@ -16,20 +16,22 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from tokenizers import Tokenizer
 from tqdm import tqdm
 
 from data_prep import clean
-from data_prep.sources import SPLITS, Stats, input_files, open_split, sample_split
+from data_prep.sources import SPLITS, Chunk, Stats, input_files, open_split, sample_split
 from data_prep.tokenizer import encode_ids, train_tokenizer
 from translate.config import DataConfig, data_hash
 
+T = TypeVar("T")
 FORMAT = 1  # bump when the on-disk layout changes (invalidates every cache)
 
 
@@ -161,14 +163,9 @@ def _binarize_train(
     """Clean, encode and write the training split; returns its pair/token counts."""
     n, chunks = open_split(cfg, "train", stats)
     src_out, tgt_out = SplitWriter(out, "train.src", dtype), SplitWriter(out, "train.tgt", dtype)
-    seen: set[bytes] = set()  # pair digests, for dedup before (not after) the costly encoding
     with tqdm(total=n, desc="train", unit="pairs", unit_scale=True) as bar:
-        for src, tgt in chunks:
-            bar.update(len(src))
-            src, tgt = clean.normalize(src), clean.normalize(tgt)
-            src, tgt = _take(src, tgt, clean.non_empty(src, tgt, drops))
-            if cfg.dedup:
-                src, tgt = _take(src, tgt, clean.unseen(src, tgt, seen, drops))
+        for src, tgt, read in ahead(_cleaned(cfg, chunks, drops)):
+            bar.update(read)
             (s_ids, s_lens), (t_ids, t_lens) = (
                 encode_ids(tok, src, dtype),
                 encode_ids(tok, tgt, dtype),
@@ -183,6 +180,31 @@ def _binarize_train(
         "src_tokens": src_out.finish(),
         "tgt_tokens": tgt_out.finish(),
     }
+
+
+def _cleaned(
+    cfg: DataConfig, chunks: Iterator[Chunk], drops: Counter
+) -> Iterator[tuple[list[str], list[str], int]]:
+    """Normalized, non-empty and (with data.dedup) first-seen pairs of each chunk, and the
+    number of pairs read. Duplicates go before the costly encoding."""
+    seen: set[int] = set()
+    for src, tgt in chunks:
+        read = len(src)
+        src, tgt = clean.normalize(src), clean.normalize(tgt)
+        src, tgt = _take(src, tgt, clean.non_empty(src, tgt, drops))
+        if cfg.dedup:
+            src, tgt = _take(src, tgt, clean.unseen(src, tgt, seen, drops))
+        yield src, tgt, read
+
+
+def ahead(items: Iterator[T]) -> Iterator[T]:
+    """`items`, each computed by a background thread while the caller works on the previous
+    one: reading and cleaning (Python) overlap the encoding (`tokenizers` releases the GIL)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(next, items, None)
+        while (item := future.result()) is not None:
+            future = pool.submit(next, items, None)
+            yield item
 
 
 def _take(src: list[str], tgt: list[str], keep: list[int]) -> tuple[list[str], list[str]]:

@@ -76,23 +76,44 @@ def count_lines(path: Path) -> int:
     return n + (last != b"\n")
 
 
-def read_lines(path: Path, policy: str, stats: Stats) -> Iterator[str]:
-    """Decoded lines without BOM or line ending (CRLF or LF); not stripped or normalized."""
+def read_lines(path: Path, policy: str, stats: Stats, size: int = CHUNK) -> Iterator[list[str]]:
+    """Decoded lines without BOM or line ending (CRLF or LF), `size` per list; not stripped or
+    normalized. Each block of lines is decoded in one call; only a block holding invalid UTF-8
+    is redone line by line (to name the line, or to replace and count)."""
     with _open(path) as f:
-        for lineno, raw in enumerate(f, 1):
-            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            raw = raw.rstrip(b"\n").rstrip(b"\r")
+        first = f.read(3)
+        if first != b"\xef\xbb\xbf":
+            f.seek(0)
+        lineno = 0
+        while raw := list(islice(f, size)):
+            block = b"".join(raw)
             try:
-                yield raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                if policy != "replace":
-                    raise DataError(
-                        f"{path}:{lineno}: invalid UTF-8 (byte 0x{raw[e.start]:02x} at column "
-                        f"{e.start + 1}); fix the file or set data.invalid_utf8: replace"
-                    ) from None
-                stats.replaced_utf8 += 1
-                yield raw.decode("utf-8", errors="replace")
+                lines = block.decode("utf-8").split("\n")
+            except UnicodeDecodeError:
+                lines = [
+                    _decode_line(r, path, lineno + i, policy, stats) for i, r in enumerate(raw, 1)
+                ]
+            else:
+                if block.endswith(b"\n"):
+                    lines.pop()  # the split leaves "" after the last newline
+            if b"\r" in block:
+                lines = [line.removesuffix("\r") for line in lines]
+            lineno += len(raw)
+            yield lines
+
+
+def _decode_line(raw: bytes, path: Path, lineno: int, policy: str, stats: Stats) -> str:
+    raw = raw.removesuffix(b"\n")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if policy != "replace":
+            raise DataError(
+                f"{path}:{lineno}: invalid UTF-8 (byte 0x{raw[e.start]:02x} at column "
+                f"{e.start + 1}); fix the file or set data.invalid_utf8: replace"
+            ) from None
+        stats.replaced_utf8 += 1
+        return raw.decode("utf-8", errors="replace")
 
 
 def sample_lines(path: Path, start: int, stride: int) -> Iterator[str]:
@@ -128,18 +149,9 @@ def _local_split(cfg: DataConfig, split: str, stats: Stats) -> tuple[int, Iterat
         )
 
     def chunks() -> Iterator[Chunk]:
-        src_lines = read_lines(src_path, cfg.invalid_utf8, stats)
-        tgt_lines = read_lines(tgt_path, cfg.invalid_utf8, stats)
-        src: list[str] = []
-        tgt: list[str] = []
-        for s, t in zip(src_lines, tgt_lines, strict=True):
-            src.append(s)
-            tgt.append(t)
-            if len(src) == CHUNK:
-                yield src, tgt
-                src, tgt = [], []
-        if src:
-            yield src, tgt
+        src_blocks = read_lines(src_path, cfg.invalid_utf8, stats)
+        tgt_blocks = read_lines(tgt_path, cfg.invalid_utf8, stats)
+        yield from zip(src_blocks, tgt_blocks, strict=True)
 
     return n_src, chunks()
 

@@ -72,8 +72,17 @@ def test_invalid_utf8_replace_is_counted(tmp_path):
     path = tmp_path / "x.de"
     path.write_bytes(b"ok\nschl\xffcht\n\xfe\n")
     stats = Stats()
-    assert list(read_lines(path, "replace", stats)) == ["ok", "schl\ufffdcht", "\ufffd"]
+    blocks = list(read_lines(path, "replace", stats, size=2))
+    assert blocks == [["ok", "schl\ufffdcht"], ["\ufffd"]]
     assert stats.replaced_utf8 == 2
+
+
+def test_invalid_utf8_line_number_counts_earlier_blocks(tmp_path):
+    path = tmp_path / "x.de"
+    path.write_bytes(b"\xef\xbb\xbfa\r\nb\r\nc\nd\xff\n")
+    with pytest.raises(DataError, match=r"x\.de:4: invalid UTF-8 \(byte 0xff at column 2\)"):
+        list(read_lines(path, "error", Stats(), size=3))
+    assert next(read_lines(path, "error", Stats(), size=3)) == ["a", "b", "c"]
 
 
 def test_line_separators_inside_lines_do_not_split(tmp_path):

@@ -34,7 +34,7 @@ class DataConfig:
     max_ratio: float = 3.0  # drop training pairs whose token-length ratio exceeds this
     dedup: bool = True  # drop exact duplicate training pairs
     demo_pairs: int = 30000  # size of the generated demo corpus
-    tokenizer_sample: int = 2_000_000  # at most this many sentences train the BPE
+    tokenizer_sample: int = 1_000_000  # at most this many sentences train the BPE
     invalid_utf8: str = "error"  # error | replace (replacements are counted)
 
 
