@@ -109,12 +109,13 @@ def beam_step(
     """
     B, K, V = lprobs.shape
     scores = cum[:, :, None] + lprobs  # (B, K, V)
-    kth_best = scores.view(B, K * V).topk(K, dim=1).values[:, -1:]  # (B, 1)
+    # One top-2K over all K * V candidates: at most K of them are eos, so it holds the K best
+    # non-eos ones too.
+    top, idx = scores.view(B, K * V).topk(2 * K, dim=1)  # (B, 2K), best first
     eos_cum = scores[:, :, eos_id]  # (B, K)
-    eos_ok = eos_cum.isfinite() & (eos_cum >= kth_best)
-    live = scores.clone()
-    live[:, :, eos_id] = float("-inf")
-    new_cum, idx = live.view(B, K * V).topk(K, dim=1)  # (B, K)
+    eos_ok = eos_cum.isfinite() & (eos_cum >= top[:, K - 1 : K])
+    new_cum, pos = top.masked_fill(idx % V == eos_id, float("-inf")).topk(K, dim=1)  # (B, K)
+    idx = idx.gather(1, pos)
     return idx // V, idx % V, new_cum, eos_cum, eos_ok
 
 
