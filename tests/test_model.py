@@ -141,3 +141,17 @@ def test_too_long_input_says_what_to_do():
     model = tiny()
     with pytest.raises(ValueError, match="max_positions"):
         model(rand_ids(1, 65), rand_ids(1, 3))
+
+
+def test_dropout_keeps_the_expectation_and_is_off_in_eval():
+    from translate.model import Dropout
+
+    x = torch.ones(200_000)
+    drop = Dropout(0.25).train()
+    torch.manual_seed(0)
+    y = drop(x)
+    kept = y.ne(0)
+    assert abs(kept.float().mean().item() - 0.75) < 0.01
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.75))
+    assert drop.eval()(x) is x
+    assert Dropout(0.0).train()(x) is x

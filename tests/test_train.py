@@ -19,7 +19,7 @@ import translate.train as train_mod
 from data_prep import collate
 from translate.config import load_config
 from translate.model import Transformer
-from translate.train import lr_at, train_step
+from translate.train import lr_at, smoothed_loss, train_step
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,6 +49,24 @@ def _pairs(n: int, seed: int) -> list:
 def _batch(pairs) -> tuple:
     src, tgt_in, tgt_out = collate(pairs)
     return src, tgt_in, tgt_out, int((tgt_out != 0).sum())
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_smoothed_loss_equals_torch_cross_entropy(eps):
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, 11, requires_grad=True)
+    gold = torch.randint(1, 11, (3, 5))
+    gold[0, 3:] = 0  # pad
+    nll, loss = smoothed_loss(logits, gold, eps)
+    flat = logits.flatten(0, 1)
+    expected = torch.nn.functional.cross_entropy(
+        flat, gold.flatten(), ignore_index=0, label_smoothing=eps, reduction="sum"
+    )
+    torch.testing.assert_close(loss, expected)
+    exp_nll = torch.nn.functional.cross_entropy(
+        flat, gold.flatten(), ignore_index=0, reduction="sum"
+    )
+    torch.testing.assert_close(nll, exp_nll)
 
 
 def test_accumulated_micro_batches_equal_one_big_batch():

@@ -45,7 +45,8 @@ class ModelConfig:
     d_ff: int = 2048
     encoder_layers: int = 6
     decoder_layers: int = 6
-    dropout: float = 0.1  # residual, embedding and feed-forward dropout
+    dropout: float = 0.1  # residual and embedding dropout
+    activation_dropout: float = 0.0  # on the ReLU output inside the feed-forward (paper: none)
     attn_dropout: float = 0.0
     pre_norm: bool = False  # the paper is post-LN
     max_positions: int = 1024  # longest sequence the sinusoidal table covers

@@ -65,7 +65,7 @@ def marian_config(model: Transformer):
         decoder_ffn_dim=c.d_ff,
         dropout=c.dropout,
         attention_dropout=c.attn_dropout,
-        activation_dropout=c.dropout,  # ours drops the ReLU output at the residual rate
+        activation_dropout=c.activation_dropout,
         activation_function="relu",
         max_position_embeddings=c.max_positions,
         scale_embedding=True,

@@ -102,6 +102,18 @@ def append(past: Tensor, new: Tensor, rows: Tensor | None) -> Tensor:
     return out
 
 
+class Dropout(nn.Dropout):
+    """nn.Dropout that is free at p = 0 and, on CPU, draws its mask with rand_like: 2x faster
+    forward + backward there than bernoulli_ (measured); elsewhere the native kernel."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if x.device.type != "cpu" or self.p >= 1:
+            return super().forward(x)
+        return x * torch.rand_like(x).ge_(self.p).div_(1.0 - self.p)  # kept: 1 / (1 - p), else 0
+
+
 class Layer(nn.Module):
     """One encoder layer, or a decoder layer when `cross=True` (adds encoder_attn)."""
 
@@ -117,7 +129,8 @@ class Layer(nn.Module):
         self.fc1 = nn.Linear(d, cfg.d_ff)
         self.fc2 = nn.Linear(cfg.d_ff, d)
         self.final_layer_norm = nn.LayerNorm(d)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
+        self.activation_dropout = Dropout(cfg.activation_dropout)
 
     def pre(self, x: Tensor, norm: nn.LayerNorm) -> Tensor:
         """A sublayer's input: norm(x) for pre-norm, x for post-LN."""
@@ -130,7 +143,9 @@ class Layer(nn.Module):
 
     def ffn(self, x: Tensor) -> Tensor:
         h = self.pre(x, self.final_layer_norm)
-        return self.post(x, self.fc2(self.dropout(F.relu(self.fc1(h)))), self.final_layer_norm)
+        return self.post(
+            x, self.fc2(self.activation_dropout(F.relu(self.fc1(h)))), self.final_layer_norm
+        )
 
     def encode(self, x: Tensor, mask: Tensor | None) -> Tensor:
         """x (B, S, D), mask (B, 1, 1, S) -> (B, S, D)."""
@@ -223,7 +238,7 @@ class Transformer(nn.Module):
         self.shared = nn.Embedding(vocab_size, cfg.d_model, padding_idx=pad_id)
         self.encoder = Stack(cfg, cfg.encoder_layers, cross=False)
         self.decoder = Stack(cfg, cfg.decoder_layers, cross=True)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.register_buffer(
             "positions", sinusoids(cfg.max_positions, cfg.d_model), persistent=False
         )

@@ -126,6 +126,21 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
+def smoothed_loss(logits: Tensor, gold: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """Summed NLL and label-smoothed loss over non-pad targets, from one log_softmax.
+
+    logits (B, T, V), gold (B, T). The smoothed loss equals F.cross_entropy(label_smoothing=eps):
+    (1 - eps) * NLL + eps * mean over the V classes of -log p.
+    """
+    lprobs = logits.float().log_softmax(dim=-1).flatten(0, 1)  # (B*T, V)
+    gold = gold.flatten()
+    nll = F.nll_loss(lprobs, gold, ignore_index=PAD_ID, reduction="sum")
+    if eps == 0:
+        return nll, nll
+    uniform = -lprobs.sum(dim=-1).masked_fill(gold.eq(PAD_ID), 0.0).sum() / lprobs.size(-1)
+    return nll, (1.0 - eps) * nll + eps * uniform
+
+
 def train_step(
     net: nn.Module,
     micro: list[Batch],
@@ -153,16 +168,10 @@ def train_step(
         with contextlib.nullcontext() if sync else ddp.no_sync():
             with _autocast(device, amp_dtype):
                 logits = net(src, tgt_in)  # (B, T, V)
-            flat, gold = logits.float().flatten(0, 1), tgt_out.flatten()  # (B*T, V), (B*T,)
-            loss = F.cross_entropy(
-                flat, gold, ignore_index=PAD_ID, label_smoothing=tc.label_smoothing, reduction="sum"
-            )
+            nll, loss = smoothed_loss(logits, tgt_out, tc.label_smoothing)
             scaled = loss * world / ntok  # DDP averages over ranks: undo it
             (scaler.scale(scaled) if scaler else scaled).backward()
-        with torch.no_grad():
-            if tc.label_smoothing > 0:
-                loss = F.cross_entropy(flat, gold, ignore_index=PAD_ID, reduction="sum")
-            nll_sum += loss.detach()
+        nll_sum += nll.detach()
     return nll_sum, *_optimizer_step(net, optimizer, lr, tc, scaler, nll_sum)
 
 
