@@ -207,9 +207,7 @@ def validate(model, valid, refs, tokenizer, cfg: Config, device, amp_dtype) -> d
         src, tgt_in, tgt_out = (t.to(device) for t in collate([valid[i] for i in idx]))
         with _autocast(device, amp_dtype):
             logits = model(src, tgt_in)  # (B, T, V)
-        nll += F.cross_entropy(
-            logits.float().flatten(0, 1), tgt_out.flatten(), ignore_index=PAD_ID, reduction="sum"
-        )
+        nll += smoothed_loss(logits, tgt_out, 0.0)[0]  # the same NLL as training logs
         ntok += int((tgt_out != PAD_ID).sum())
     out = {"valid_loss": nll.item() / max(ntok, 1)}
     out["valid_ppl"] = math.exp(min(out["valid_loss"], 50.0))
