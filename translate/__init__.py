@@ -1,8 +1,33 @@
 """German->English Transformer NMT: model, training, search, CLI and evaluation."""
 
+import ctypes
 import os
+import sys
 
 # libgomp's default spin-waiting makes torch's CPU threads 10-40x slower whenever another process
 # competes for the cores (shared machines, DDP on CPU, CI). Sleeping idle threads cost about
 # nothing on a quiet machine. Takes effect only if torch is not imported yet; the user's value wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _keep_freed_memory() -> None:
+    """Let glibc reuse freed CPU tensors instead of unmapping them.
+
+    By default glibc maps every block over 32 MB afresh (the Multi30k logits alone are 70 MB)
+    and returns freed heap tops to the OS, so each training step paid page faults to zero the
+    same memory again; keeping it makes CPU training 1.2-1.3x faster (docs/benchmarks.md).
+    Other C libraries are left alone, and so are the user's MALLOC_*_THRESHOLD_ / GLIBC_TUNABLES.
+    """
+    own = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
+    if not sys.platform.startswith("linux") or any(k in os.environ for k in own):
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 1 << 30)
+    mallopt(m_trim_threshold, 1 << 30)
+
+
+_keep_freed_memory()
