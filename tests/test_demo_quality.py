@@ -1,4 +1,4 @@
-"""The README's offline demo, end to end (about 10 minutes on 2 CPU cores: `pytest -m slow`)."""
+"""The README's offline demo, end to end (about 7 minutes on 2 CPU cores: `pytest -m slow`)."""
 
 import subprocess
 import sys

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -17,9 +19,9 @@ from conftest import tiny_overrides
 
 import translate.train as train_mod
 from data_prep import collate
-from translate.config import load_config
+from translate.config import ConfigError, load_config
 from translate.model import Transformer
-from translate.train import lr_at, smoothed_loss, train_step
+from translate.train import Trainer, lr_at, smoothed_loss, train_step
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,6 +34,45 @@ def test_lr_schedule_is_the_paper_formula():
     assert lr_at(7, 256, 100, scale=2.0) == pytest.approx(2 * lr_at(7, 256, 100))
     peak = max(range(1, 10_000), key=lambda s: lr_at(s, d, warmup))
     assert peak == warmup
+
+
+@pytest.mark.parametrize("decay", ["linear", "cosine"])
+def test_lr_decay_to_zero_at_max_steps(decay):
+    d, warmup, total = 256, 100, 1100
+    peak = d**-0.5 * warmup**-0.5
+    for step in (1, 50, 100):  # the paper's warmup, unchanged
+        assert lr_at(step, d, warmup, 1.0, decay, total) == pytest.approx(lr_at(step, d, warmup))
+    progress = 0.3  # of the decay phase
+    step = warmup + int(progress * (total - warmup))
+    left = 1 - progress
+    expected = peak * (left if decay == "linear" else 0.5 * (1 - math.cos(math.pi * left)))
+    assert lr_at(step, d, warmup, 1.0, decay, total) == pytest.approx(expected, rel=1e-12)
+    assert lr_at(total, d, warmup, 1.0, decay, total) == 0.0
+    assert lr_at(total + 5, d, warmup, 1.0, decay, total) == 0.0
+    lrs = [lr_at(s, d, warmup, 1.0, decay, total) for s in range(warmup, total + 1)]
+    assert all(a >= b for a, b in zip(lrs[:-1], lrs[1:], strict=True))
+
+
+def test_lr_decay_needs_max_steps():
+    with pytest.raises(ConfigError, match="train.max_steps"):
+        load_config(None, ["train.decay=linear", "train.max_steps=0"])
+    # A short try that stops inside the warmup never decays: allowed.
+    cfg = load_config("configs/demo.yaml", ["train.max_steps=7"])
+    assert cfg.train.decay == "linear" and lr_at(7, 256, cfg.train.warmup, 1.0, "linear", 7) > 0
+
+
+def test_decay_ends_where_max_time_runs_out():
+    cfg = load_config("configs/demo.yaml", ["train.max_steps=1000", "train.max_time=100s"])
+    now = time.time()
+    run = SimpleNamespace(cfg=cfg, step=100, session_step=0, session_start=now - 20, elapsed=0.0)
+    run.decay_end, run._elapsed = 1000, lambda: Trainer._elapsed(run)
+    end = Trainer._projected_end(run)  # 0.2 s per step, about 80 s left: about 400 more steps
+    assert 480 <= end <= 500
+    run.session_start = now - 1  # a fast machine: max_steps ends first
+    assert Trainer._projected_end(run) == 1000
+    run.session_step = 100  # resumed, no step taken yet: keep the saved end
+    run.decay_end = 777
+    assert Trainer._projected_end(run) == 777
 
 
 def _pairs(n: int, seed: int) -> list:

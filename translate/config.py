@@ -61,6 +61,7 @@ class TrainConfig:
     tokens_per_update: int = 25000  # reached by gradient accumulation over micro-batches and ranks
     lr_scale: float = 1.0  # lr = lr_scale * d_model^-0.5 * min(step^-0.5, step * warmup^-1.5)
     warmup: int = 4000
+    decay: str = "rsqrt"  # after warmup: rsqrt (paper) | linear | cosine (0 at the end of the run)
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-9
     weight_decay: float = 0.0  # matrices only
@@ -202,6 +203,7 @@ def _validate(cfg: Config) -> None:
         "train.precision": (cfg.train.precision, ("auto", "fp32", "bf16", "fp16")),
         "train.compile": (cfg.train.compile, ("auto", "on", "off")),
         "train.device": (cfg.train.device, ("auto", "cpu", "cuda")),
+        "train.decay": (cfg.train.decay, ("rsqrt", "linear", "cosine")),
     }
     for name, (value, allowed) in choices.items():
         if value not in allowed:
@@ -218,6 +220,11 @@ def _validate(cfg: Config) -> None:
         )
     if cfg.train.max_time:
         parse_duration(cfg.train.max_time)
+    if cfg.train.decay != "rsqrt" and not (cfg.train.max_steps > 0 or cfg.train.max_time):
+        raise ConfigError(
+            f"train.decay={cfg.train.decay} decays the learning rate to 0 at the end of the run; "
+            "set train.max_steps or train.max_time, or use train.decay=rsqrt"
+        )
 
 
 def parse_duration(text: str) -> float:

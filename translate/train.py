@@ -72,10 +72,20 @@ class TrainingError(RuntimeError):
     """Training cannot go on (non-finite losses, out of memory); the message says what to change."""
 
 
-def lr_at(step: int, d_model: int, warmup: int, scale: float = 1.0) -> float:
-    """Paper schedule: scale * d_model^-0.5 * min(step^-0.5, step * warmup^-1.5), step from 1."""
+def lr_at(
+    step: int, d_model: int, warmup: int, scale: float = 1.0, decay: str = "rsqrt", total: int = 0
+) -> float:
+    """Paper schedule: scale * d_model^-0.5 * min(step^-0.5, step * warmup^-1.5), step from 1.
+
+    decay 'linear' / 'cosine' keep the linear warmup to the same peak, then fall to 0 at step
+    `total` instead of as step^-0.5 (better for a fixed budget of updates).
+    """
     step = max(step, 1)
-    return scale * d_model**-0.5 * min(step**-0.5, step * warmup**-1.5)
+    if decay == "rsqrt" or step <= warmup:
+        return scale * d_model**-0.5 * min(step**-0.5, step * warmup**-1.5)
+    peak = scale * (d_model * warmup) ** -0.5
+    left = max(total - step, 0) / max(total - warmup, 1)  # 1 at the peak, 0 at `total`
+    return peak * (left if decay == "linear" else 0.5 * (1 - math.cos(math.pi * left)))
 
 
 def pick_precision(choice: str, device: torch.device) -> tuple[torch.dtype | None, str]:
@@ -307,6 +317,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type) if fp16 else None
         self.optimizer = build_optimizer(self.model, tc, self.device)
         self.step, self.elapsed, self.best, self.saved_step, self.valid_step = 0, 0.0, None, -1, -1
+        self.decay_end = tc.max_steps or sys.maxsize  # moved sooner by max_time: _projected_end
         epoch, pos = self._resume()
         self.ddp = None
         if self.env.world > 1:
@@ -363,6 +374,7 @@ class Trainer:
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.step, self.elapsed, self.best = state["step"], state["elapsed"], state["best"]
+        self.decay_end = state.get("decay_end", self.decay_end)
         self.saved_step = self.valid_step = self.step
         if self.env.rank == 0 and state.get("world_size") == self.env.world:
             set_rng_state(state["rng"])
@@ -392,10 +404,15 @@ class Trainer:
             return f"reached train.max_epochs={tc.max_epochs}"
         if self.env.world > 1 and self.step % tc.log_every:
             return None  # other ranks may disagree on time and signals: only ask at log steps
-        flags = torch.tensor([self.stop_signal is not None, self._time_up()], dtype=torch.float32)
+        # The decay end moves only at log steps, to what all ranks agree on (max of -end).
+        end = -self._projected_end() if self.step % tc.log_every == 0 else -self.decay_end
+        flags = torch.tensor(
+            [self.stop_signal is not None, self._time_up(), end], dtype=torch.float64
+        )
         if self.env.world > 1:
             flags = flags.to(self.device)
             dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        self.decay_end = int(-flags[2])
         if flags[0]:
             self.stop_signal = self.stop_signal or "a signal on another rank"
             return f"received {self.stop_signal}"
@@ -407,6 +424,19 @@ class Trainer:
 
     def _elapsed(self) -> float:
         return self.elapsed + time.time() - self.session_start
+
+    def _projected_end(self) -> int:
+        """The step where a linear/cosine decay reaches 0: max_steps, or sooner if max_time
+        will run out first at this session's pace (so a slower machine still ends annealed)."""
+        tc, done = self.cfg.train, self.step - self.session_step
+        if done <= 0:  # no pace measured yet this session (a resume keeps its saved end)
+            return self.decay_end
+        end = tc.max_steps or sys.maxsize
+        if tc.decay != "rsqrt" and tc.max_time:
+            per_step = (time.time() - self.session_start) / done
+            left = parse_duration(tc.max_time) - self._elapsed()
+            end = min(end, self.step + max(int(left / per_step), 0))
+        return end
 
     def _on_signal(self, signum, frame) -> None:
         if self.stop_signal is not None:  # a second Ctrl-C: give up at once
@@ -455,7 +485,8 @@ class Trainer:
     def _update(self, micro: list[Batch]) -> None:
         """train_step with the scheduled lr; a compile failure at the first call falls back."""
         tc = self.cfg.train
-        lr = lr_at(self.step, self.cfg.model.d_model, tc.warmup, tc.lr_scale)
+        d_model = self.cfg.model.d_model
+        lr = lr_at(self.step, d_model, tc.warmup, tc.lr_scale, tc.decay, self.decay_end)
         args = (micro, self.optimizer, lr, tc, self.amp_dtype, self.scaler, self.ddp)
         if self.compile_pending:
             self.compile_pending, rng = False, rng_state()
@@ -588,6 +619,7 @@ class Trainer:
             "epoch": self.batches.epoch,
             "batch_in_epoch": self.batches.pos,
             "elapsed": self._elapsed(),
+            "decay_end": self.decay_end,
             "best": self.best,
             "world_size": self.env.world,
             "optimizer": self.optimizer.state_dict(),
