@@ -56,6 +56,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--sentences", type=int, default=200, help="decode: first N test sentences")
     g.add_argument("--batch-size", type=int, default=32, help="decode: sentences per batch")
     g.add_argument("--max-len", type=int, default=50, help="decode: most output tokens")
+    g.add_argument(
+        "--profile", action="store_true", help="train/decode: also print where ours spends time"
+    )
     g.add_argument("--gpu-config", default="configs/wmt14_base.yaml")
     g.add_argument("--gpu-steps", type=int, default=50)
     g.add_argument("--gpu-max-tokens", type=int, default=12288)
@@ -121,6 +124,14 @@ class MarianAsOurs(nn.Module):
         ).logits
 
 
+def print_profile(title: str, fn) -> None:
+    """Run fn() under torch.profiler; print the ops that took the most self CPU time."""
+    with torch.profiler.profile() as prof:
+        fn()
+    print(f"== profile: {title}")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+
 def count_tokens(batches: list[Batch]) -> tuple[int, int]:
     """Real (non-pad) source and target tokens, target counted with its eos."""
     return sum(int(b[0].ne(PAD_ID).sum()) for b in batches), sum(b[3] for b in batches)
@@ -157,6 +168,13 @@ def bench_train(args: argparse.Namespace) -> dict:
             for b in timed[start : start + block]:
                 train_step(net, [b], opts[name], 1e-4, cfg.train)
             seconds[name] += time.perf_counter() - t0
+    if args.profile:
+        steps = timed[:5]
+        opt = opts["ours"]
+        print_profile(
+            f"ours, {len(steps)} train steps",
+            lambda: [train_step(ours, [b], opt, 1e-4, cfg.train) for b in steps],
+        )
     src_tok, tgt_tok = count_tokens(timed)
     rows = [
         {
@@ -342,6 +360,8 @@ def bench_decode(args: argparse.Namespace) -> dict:
             ("ctranslate2 int8", decode_ct2, ct2["int8"], False),
         ]
         rows = timed_decode(engines, batches, a)
+        if args.profile:
+            print_profile(f"ours, {len(ids)} sentences", lambda: decode_ours(model, batches, a))
     speed = {r["engine"]: r["sent/s"] for r in rows}
     return {
         "weights": weights,

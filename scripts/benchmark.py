@@ -1,10 +1,11 @@
 """Speed benchmarks, one function per section; prints a table per section.
 
-  python scripts/benchmark.py [--only data|train|decode|gpu ...] [--json] [--big PREFIX]
+  python scripts/benchmark.py [--only data|train|decode|gpu ...] [--json] [--big PREFIX] [--profile]
 
 --json prints one JSON object last (the speedup keys at its top level, then each section).
 train, decode and gpu live in scripts/bench_models.py (ours vs HF transformers vs CTranslate2;
-they need `pip install -e .[bench]`).
+they need `pip install -e .[bench]`). --profile adds a torch.profiler table of where our train
+step and our beam search spend their time.
 
 data: Multi30k preparation time and peak memory (a fresh subprocess), detokenization round trip,
 padding efficiency of length-bucketed vs random batches; with --big PREFIX also a WMT14-sized
