@@ -100,6 +100,30 @@ def test_state_reorder_selects_beams_and_sentences():
     torch.testing.assert_close(logits, full[rows, 3], atol=1e-5, rtol=1e-5)
 
 
+def test_beam_reorders_over_many_steps_equal_full_recomputation():
+    """Random beam reorders at every step, past the cache's first growth (16 steps), with a
+    sentence leaving halfway: each row's logits equal a full forward of its own history."""
+    model, G, steps = tiny(), 3, 24
+    src = rand_ids(4, 6)
+    src[2, 3:] = 0
+    gen = torch.Generator().manual_seed(5)
+    hist = torch.full((4 * G, 1), 1)  # bos; row = sentence * G + beam
+    sent = torch.arange(4)  # original sentence of each active sentence
+    with torch.no_grad():
+        state = model.init_state(*model.encode(src))
+        for t in range(steps):
+            logits, _ = model.decode_step(hist[:, -1], state)
+            full = model(src[sent].repeat_interleave(G, 0), hist)[:, -1]  # (N, V)
+            torch.testing.assert_close(logits, full, atol=1e-4, rtol=1e-4)
+            B = sent.numel()
+            keep = torch.tensor([0, 1, 3]) if t == steps // 2 else torch.arange(B)
+            parent = torch.randint(0, G, (keep.numel(), G), generator=gen)
+            rows = (keep[:, None] * G + parent).view(-1)
+            state.reorder(rows, sentences=keep if keep.numel() < B else None)
+            new = torch.randint(4, V, (rows.numel(), 1), generator=gen)
+            hist, sent = torch.cat([hist[rows], new], dim=1), sent[keep]
+
+
 def test_shared_embedding_is_one_tensor():
     model = tiny()
     d = model.cfg.d_model

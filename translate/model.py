@@ -87,19 +87,35 @@ class Attention(nn.Module):
         out = out.view(B, H, G, T, Dh).permute(0, 2, 3, 1, 4)  # (B, G, T, H, Dh)
         return self.out_proj(out.reshape(N, T, H * Dh)), weights  # (N, T, D)
 
+    def step(self, x: Tensor, state: DecoderState, layer: int) -> Tensor:
+        """Self-attention of one new token per row, x (N, 1, D), over the cached steps and
+        itself; stores its keys/values in `state`. -> (N, 1, D)."""
+        N, _, D = x.shape
+        k, v = state.write(layer, *self.kv(x))  # (B, H, (t + 1) * G, Dh)
+        B, H, G = k.size(0), self.n_heads, state.G
+        q = self.heads(x, self.q_proj).view(B, G, H, D // H).transpose(1, 2)  # (B, H, G, Dh)
+        out = beam_attention(q, k, v, state.beams.view(B, G, -1))  # (B, H, G, Dh)
+        return self.out_proj(out.transpose(1, 2).reshape(N, 1, D))  # (N, 1, D)
 
-def append(past: Tensor, new: Tensor, rows: Tensor | None) -> Tensor:
-    """past[rows] then new along time, in one copy.
 
-    past (N, H, t, Dh), new (B, H, T, Dh), rows (B,) -> (B, H, t + T, Dh)."""
-    if rows is None:
-        return torch.cat([past, new], dim=2)
-    B, H, T, Dh = new.shape
-    t = past.size(2)
-    out = new.new_empty(B, H, t + T, Dh)
-    torch.index_select(past, 0, rows, out=out[:, :, :t])  # beam reordering fused with the append
-    out[:, :, t:] = new
-    return out
+def beam_attention(q: Tensor, k: Tensor, v: Tensor, beams: Tensor) -> Tensor:
+    """Attention of one new query per row over keys/values that never move (beam indirection).
+
+    q (B, H, G, Dh): the G rows (beams) of each sentence; k, v (B, H, n * G, Dh): slot j * G + g
+    holds what beam g wrote at step j; beams (B, G, n): the beam that each row descended from at
+    each step. Every query is scored against all G beams' keys (G times the arithmetic of a
+    gathered cache, which is tiny here), then only its ancestors' scores are kept, so reordering
+    beams never copies the cache. -> (B, H, G, Dh).
+    """
+    B, H, G, Dh = q.shape
+    scores = q @ k.transpose(-2, -1) / math.sqrt(Dh)  # (B, H, G, n * G)
+    if G == 1:
+        return scores.softmax(dim=-1) @ v
+    n = beams.size(-1)
+    idx = beams[:, None, :, :, None].expand(B, H, G, n, 1)
+    probs = scores.view(B, H, G, n, G).gather(-1, idx).softmax(dim=-2)  # (B, H, G, n, 1)
+    weights = probs.new_zeros(B, H, G, n, G).scatter_(-1, idx, probs)  # 0 off the ancestry
+    return weights.view(B, H, G, n * G).to(v.dtype) @ v  # (B, H, G, Dh)
 
 
 class Dropout(nn.Dropout):
@@ -160,30 +176,29 @@ class Layer(nn.Module):
         x: Tensor,
         cross_kv: KV,
         mask: Tensor | None,
-        past: KV | None = None,
-        rows: Tensor | None = None,
+        state: DecoderState | None = None,
+        layer: int = 0,
         need_attn: bool = False,
-    ) -> tuple[Tensor, KV, Tensor | None]:
-        """x (B, T, D) after the cached self-attention keys/values `past` (N, H, t, Dh), if any,
-        taken at `rows` (B,) (None: all, in order).
+    ) -> tuple[Tensor, Tensor | None]:
+        """x (N, T, D): the whole target (teacher forcing, state None), or one new token per row
+        (N = sentences x beams) whose self-attention reads and extends `state`'s cache.
 
-        Returns the output (B, T, D), the self-attention keys/values including x, and (if
-        need_attn) the head-averaged cross-attention weights (B, T, S).
+        Returns the output (N, T, D) and (if need_attn) the head-averaged cross-attention
+        weights (N, T, S).
         """
         h = self.pre(x, self.self_attn_layer_norm)
-        k, v = self.self_attn.kv(h)  # (B, H, T, Dh)
-        if past is not None:
-            k, v = append(past[0], k, rows), append(past[1], v, rows)  # (B, H, t + T, Dh)
-        # Training (T > 1, no past): causal, and no key padding mask is needed: the target is
-        # right-padded, so a real query never sees a pad key through the causal mask, and pad
-        # queries produce garbage that the loss ignores. This keeps the GPU flash kernel usable.
-        # Incremental (T == 1): the query sees all cached keys, which are all real tokens.
-        out, _ = self.self_attn(h, (k, v), is_causal=h.size(1) > 1)
+        if state is None:
+            # Causal, and no key padding mask is needed: the target is right-padded, so a real
+            # query never sees a pad key through the causal mask, and pad queries produce
+            # garbage that the loss ignores. This keeps the GPU flash kernel usable.
+            out, _ = self.self_attn(h, self.self_attn.kv(h), is_causal=True)
+        else:
+            out = self.self_attn.step(h, state, layer)
         x = self.post(x, out, self.self_attn_layer_norm)
         h = self.pre(x, self.encoder_attn_layer_norm)
         out, attn = self.encoder_attn(h, cross_kv, mask, need_weights=need_attn)
         x = self.post(x, out, self.encoder_attn_layer_norm)
-        return self.ffn(x), (k, v), attn
+        return self.ffn(x), attn
 
 
 class Stack(nn.Module):
@@ -200,28 +215,45 @@ class Stack(nn.Module):
 
 @dataclass
 class DecoderState:
-    """What incremental decoding keeps: per-sentence cross-attention K/V (computed once) and
-    the per-row self-attention cache. Rows are sentences x beams: row = sentence * beams + beam.
+    """What incremental decoding keeps. Rows are sentences x beams: row = sentence * G + beam.
+
+    Cross-attention K/V are computed once per sentence and shared by its beams. Self-attention
+    K/V are written once, at slot step * G + beam of the sentence's buffer, and never moved:
+    `beams` records which beam each row descended from at every step, so a beam reorder only
+    rewrites that small table (see beam_attention).
     """
 
-    cross_kv: list[KV]  # per layer, (B, H, S, Dh): shared by the beams of a sentence
+    cross_kv: list[KV]  # per layer, (B, H, S, Dh)
     mask: Tensor | None  # (B, 1, 1, S) bool, True = real source token; None when nothing is padded
-    self_kv: list[KV | None]  # per layer, (N, H, t, Dh): the t tokens fed so far
-    rows: Tensor | None = None  # pending reorder of self_kv, fused into the next step's append
+    self_kv: list[KV | None]  # per layer, (B, H, capacity * G, Dh) buffers, steps [0, step) used
+    beams: Tensor | None = None  # (N, step) long: ancestor beam of each row at each step
     step: int = 0  # position of the next input token (0 = bos)
+    G: int = 1  # rows (beams) per sentence, set by the first decode_step
+
+    def write(self, layer: int, k: Tensor, v: Tensor) -> KV:
+        """Store this step's k, v (N, H, 1, Dh) of `layer` -> its keys, values so far
+        (B, H, (step + 1) * G, Dh), views of the buffers (grown by doubling when full)."""
+        B, G, t = self.cross_kv[layer][0].size(0), self.G, self.step
+        _, H, _, Dh = k.shape
+        buf = self.self_kv[layer]
+        if buf is None or buf[0].size(2) < (t + 1) * G:
+            grown = tuple(k.new_empty(B, H, max(16, 2 * t) * G, Dh) for _ in range(2))
+            for old, new in zip(buf or (), grown, strict=False):  # nothing to copy at first
+                new[:, :, : t * G] = old[:, :, : t * G]
+            buf = self.self_kv[layer] = grown
+        for new, cache in zip((k, v), buf, strict=True):  # (N, H, 1, Dh) -> (B, H, G, Dh)
+            cache[:, :, t * G : (t + 1) * G] = new.view(B, G, H, Dh).transpose(1, 2)
+        return buf[0][:, :, : (t + 1) * G], buf[1][:, :, : (t + 1) * G]
 
     def reorder(self, rows: Tensor, sentences: Tensor | None = None) -> None:
-        """Keep cache rows `rows` (N',) in that order (beam reordering); `sentences` (B',), if
-        given, also keeps those sentences' source K/V (dropping finished sentences). The caller
-        keeps each sentence's beams adjacent: N' = B' * beams."""
-        self.rows = rows if self.rows is None else self.rows.index_select(0, rows)
+        """Keep rows `rows` (N',) in that order (beam reordering); `sentences` (B',), if given,
+        keeps only those sentences (dropping finished ones). Each sentence's beams stay adjacent
+        and within it: rows[i * G : (i + 1) * G] // G == sentences[i]."""
+        self.beams = self.beams.index_select(0, rows)
         if sentences is not None:
-            self.cross_kv = [
-                (k.index_select(0, sentences), v.index_select(0, sentences))
-                for k, v in self.cross_kv
-            ]
-            if self.mask is not None:
-                self.mask = self.mask.index_select(0, sentences)
+            self.cross_kv = [(k[sentences], v[sentences]) for k, v in self.cross_kv]
+            self.self_kv = [kv and (kv[0][sentences], kv[1][sentences]) for kv in self.self_kv]
+            self.mask = None if self.mask is None else self.mask[sentences]
 
 
 class Transformer(nn.Module):
@@ -286,7 +318,7 @@ class Transformer(nn.Module):
         mask = ~src_pad[:, None, None, :]  # (B, 1, 1, S)
         x = self.embed(tgt_in)
         for layer in self.decoder.layers:
-            x, _, _ = layer.decode(x, layer.encoder_attn.kv(memory), mask)
+            x, _ = layer.decode(x, layer.encoder_attn.kv(memory), mask)
         return self.logits(self.decoder.norm(x))
 
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
@@ -300,7 +332,11 @@ class Transformer(nn.Module):
         memory (B, S, D), src_pad (B, S). decode_step may then feed B * beams rows (beams of a
         sentence adjacent); all beams of a sentence read the same K/V.
         """
-        cross_kv = [layer.encoder_attn.kv(memory) for layer in self.decoder.layers]  # (B, H, S, Dh)
+        # Contiguous once here, or every step's matmuls would copy these transposed views.
+        cross_kv = [
+            tuple(t.contiguous() for t in layer.encoder_attn.kv(memory))  # (B, H, S, Dh)
+            for layer in self.decoder.layers
+        ]
         mask = ~src_pad[:, None, None, :] if bool(src_pad.any()) else None  # (B, 1, 1, S)
         return DecoderState(cross_kv, mask, [None] * len(self.decoder.layers))
 
@@ -313,18 +349,16 @@ class Transformer(nn.Module):
         averaged over heads (N, S) (computed explicitly for that layer only).
         """
         x = self.embed(tokens.view(-1, 1), start=state.step)  # (N, 1, D)
+        N = x.size(0)
+        if state.beams is None:
+            state.G, state.beams = N // state.cross_kv[0][0].size(0), tokens.new_empty((N, 0))
+        own = torch.arange(N, device=x.device) % state.G  # (N,) each row writes its own slot
+        state.beams = torch.cat([state.beams, own[:, None]], dim=1)  # (N, step + 1)
         attn = None
         last = len(self.decoder.layers) - 1
         for i, layer in enumerate(self.decoder.layers):
-            x, state.self_kv[i], a = layer.decode(
-                x,
-                state.cross_kv[i],
-                state.mask,
-                state.self_kv[i],
-                state.rows,
-                need_attn and i == last,
-            )
+            x, a = layer.decode(x, state.cross_kv[i], state.mask, state, i, need_attn and i == last)
             attn = a if a is not None else attn
-        state.step, state.rows = state.step + 1, None
+        state.step += 1
         logits = self.logits(self.decoder.norm(x))[:, 0]  # (N, V)
         return logits, (attn[:, 0] if attn is not None else None)  # (N, S)
