@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from translate.config import ModelConfig
-from translate.model import Transformer, sinusoids
+from translate.model import Transformer, sdpa, sinusoids
 
 V = 40
 
@@ -122,6 +122,17 @@ def test_beam_reorders_over_many_steps_equal_full_recomputation():
             state.reorder(rows, sentences=keep if keep.numel() < B else None)
             new = torch.randint(4, V, (rows.numel(), 1), generator=gen)
             hist, sent = torch.cat([hist[rows], new], dim=1), sent[keep]
+
+
+def test_cpu_attention_runs_in_fp32_under_bf16_autocast():
+    """CPU autocast would run SDPA's slow bf16 kernel; sdpa computes in fp32, returns bf16."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 5, 8).bfloat16() for _ in range(3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = sdpa(q, k, v, None, 0.0, True)
+    want = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True)
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out, want.bfloat16())
 
 
 def test_shared_embedding_is_one_tensor():

@@ -29,6 +29,21 @@ def sinusoids(n_pos: int, dim: int) -> Tensor:
     return torch.cat([angles.sin(), angles.cos()[:, : dim - half]], dim=1).float()
 
 
+def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float, is_causal: bool):
+    """F.scaled_dot_product_attention (B, H, T, Dh) -> (B, H, T, Dh); on CPU always in fp32.
+
+    Under CPU bf16 autocast its bf16 kernel ran the backward 10-15x slower than fp32 (torch
+    2.13, Multi30k shapes; docs/benchmarks.md), which cost far more than the casts.
+    """
+    if q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, mask, dropout_p=p, is_causal=is_causal)
+    with torch.autocast("cpu", enabled=False):
+        out = F.scaled_dot_product_attention(
+            q.float(), k.float(), v.float(), mask, dropout_p=p, is_causal=is_causal
+        )
+    return out.to(q.dtype)
+
+
 class Attention(nn.Module):
     """Multi-head attention via F.scaled_dot_product_attention; separate q/k/v/out projections."""
 
@@ -83,7 +98,7 @@ class Attention(nn.Module):
                 weights = probs.mean(dim=1).view(N, T, -1)  # (N, T, S)
         else:
             p = self.dropout if self.training else 0.0
-            out = F.scaled_dot_product_attention(q, k, v, mask, dropout_p=p, is_causal=is_causal)
+            out = sdpa(q, k, v, mask, p, is_causal)
         out = out.view(B, H, G, T, Dh).permute(0, 2, 3, 1, 4)  # (B, G, T, H, Dh)
         return self.out_proj(out.reshape(N, T, H * Dh)), weights  # (N, T, D)
 
