@@ -52,6 +52,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, default=2, help="CPU threads for every engine")
     g.add_argument("--steps", type=int, default=20, help="train: timed steps per model")
     g.add_argument("--warmup", type=int, default=3, help="train/gpu: untimed steps first")
+    g.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="train: CPU autocast for both engines (bf16 pays off on CPUs with AMX)",
+    )
     g.add_argument("--checkpoint", help="decode: weights to use (default: random weights)")
     g.add_argument("--sentences", type=int, default=200, help="decode: first N test sentences")
     g.add_argument("--batch-size", type=int, default=32, help="decode: sentences per batch")
@@ -157,23 +163,24 @@ def bench_train(args: argparse.Namespace) -> dict:
     nets = {"ours": ours, "hf": hf}
     opts = {k: build_optimizer(m, cfg.train, torch.device("cpu")) for k, m in nets.items()}
     warm, timed = batches[: args.warmup], batches[args.warmup :]
+    amp = torch.bfloat16 if args.precision == "bf16" else None
     for name, net in nets.items():
         for b in warm:
-            train_step(net, [b], opts[name], 1e-4, cfg.train)
+            train_step(net, [b], opts[name], 1e-4, cfg.train, amp)
     seconds = dict.fromkeys(nets, 0.0)
     block = 2  # alternate ours / hf every `block` steps: both see the same machine load
     for start in range(0, len(timed), block):
         for name, net in nets.items():
             t0 = time.perf_counter()
             for b in timed[start : start + block]:
-                train_step(net, [b], opts[name], 1e-4, cfg.train)
+                train_step(net, [b], opts[name], 1e-4, cfg.train, amp)
             seconds[name] += time.perf_counter() - t0
     if args.profile:
         steps = timed[:5]
         opt = opts["ours"]
         print_profile(
             f"ours, {len(steps)} train steps",
-            lambda: [train_step(ours, [b], opt, 1e-4, cfg.train) for b in steps],
+            lambda: [train_step(ours, [b], opt, 1e-4, cfg.train, amp) for b in steps],
         )
     src_tok, tgt_tok = count_tokens(timed)
     rows = [
@@ -190,6 +197,7 @@ def bench_train(args: argparse.Namespace) -> dict:
         "data": "multi30k" if data_dir else "synthetic",
         "model": dataclasses.asdict(cfg.model) | {"vocab": vocab, "params": ours.num_parameters()},
         "threads": args.threads,
+        "precision": args.precision,
         "load_avg_1m": os.getloadavg()[0],  # > cores: other processes compete, numbers are noisy
         "max_tokens": cfg.train.max_tokens,
         "hf_attention": hf.marian.config._attn_implementation,
