@@ -21,7 +21,7 @@ import translate.train as train_mod
 from data_prep import collate
 from translate.config import ConfigError, load_config
 from translate.model import Transformer
-from translate.train import Trainer, lr_at, smoothed_loss, train_step
+from translate.train import Trainer, lr_at, pick_precision, smoothed_loss, train_step
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -125,6 +125,30 @@ def test_accumulated_micro_batches_equal_one_big_batch():
     assert nll_a.item() == pytest.approx(nll_b.item(), rel=1e-6)
     for (name, a), b in zip(model.named_parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("amx", [False, True])
+def test_cpu_precision_is_fp32_and_names_bf16_where_amx(monkeypatch, amx):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    dtype, why = pick_precision("auto", torch.device("cpu"))
+    assert dtype is None and why.startswith("precision fp32")
+    assert ("train.precision=bf16" in why) == amx
+    assert pick_precision("bf16", torch.device("cpu"))[0] == torch.bfloat16
+
+
+def test_bf16_cpu_step_is_close_to_fp32():
+    """CPU bf16 autocast (attention kept in fp32 by translate.model.sdpa) trains like fp32."""
+    cfg = load_config(None, tiny_overrides(Path("."), Path(".")) + ["model.dropout=0"])
+    torch.manual_seed(0)
+    model = Transformer(cfg.model, 64, pad_id=0)
+    twin = copy.deepcopy(model)
+    batch = [_batch(_pairs(12, seed=1))]
+    sgd, sgd_twin = (torch.optim.SGD(m.parameters(), lr=0.0) for m in (model, twin))
+    nll, norm, ok = train_step(model, batch, sgd, 0.0, cfg.train)
+    nll16, norm16, ok16 = train_step(twin, batch, sgd_twin, 0.0, cfg.train, torch.bfloat16)
+    assert ok and ok16
+    assert nll16.item() == pytest.approx(nll.item(), rel=0.02)
+    assert norm16.item() == pytest.approx(norm.item(), rel=0.05)
 
 
 def test_non_finite_update_is_skipped():
