@@ -10,7 +10,7 @@ import sys
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # oneDNN, which runs bf16 matmuls on CPU, keeps up to 1024 compiled primitives, one per matmul
 # shape, about 8 MB each here: token batches of ever-new shapes grew bf16 CPU training of the
-# Multi30k model to 5.9 GB. 256 kept the measured speed and stayed near 3.3 GB (benchmarks.md).
+# Multi30k model to 5.9 GB. 256 kept the measured speed and peaked at 3.4 GB (benchmarks.md).
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "256")
 
 

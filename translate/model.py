@@ -32,7 +32,7 @@ def sinusoids(n_pos: int, dim: int) -> Tensor:
 def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float, is_causal: bool) -> Tensor:
     """F.scaled_dot_product_attention (B, H, T, Dh) -> (B, H, T, Dh); on CPU always in fp32.
 
-    Under CPU bf16 autocast its bf16 kernel ran the backward 10-15x slower than fp32 (torch
+    Under CPU bf16 autocast its bf16 kernel ran the backward 8-15x slower than fp32 (torch
     2.13, Multi30k shapes; docs/benchmarks.md), which cost far more than the casts.
     """
     if q.device.type != "cpu":
