@@ -16,22 +16,19 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from itertools import islice
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
-from tokenizers import Tokenizer
 from tqdm import tqdm
 
 from data_prep import clean
 from data_prep.sources import SPLITS, Chunk, Stats, input_files, open_split, sample_split
-from data_prep.tokenizer import encode_ids, train_tokenizer
+from data_prep.tokenizer import PieceEncoder, train_tokenizer
 from translate.config import DataConfig, data_hash
 
-T = TypeVar("T")
 FORMAT = 1  # bump when the on-disk layout changes (invalidates every cache)
 
 
@@ -50,9 +47,10 @@ def prepare(cfg: DataConfig) -> Path:
     tok.normalizer = None  # the saved file keeps NFC; every text below is NFC (clean.normalize)
     dtype = np.uint16 if tok.get_vocab_size() <= 1 << 16 else np.uint32
     stats.replaced_utf8 = 0  # the sample pass read train once already
-    splits = {"train": _binarize_train(cfg, tok, out, dtype, drops, stats)}
+    encode = PieceEncoder(tok, dtype)
+    splits = {"train": _binarize_train(cfg, encode, out, dtype, drops, stats)}
     for split in ("valid", "test"):
-        splits[split] = _binarize_eval(cfg, split, tok, out, dtype, stats)
+        splits[split] = _binarize_eval(cfg, split, encode, out, dtype, stats)
     manifest = {
         "format": FORMAT,
         "data_hash": data_hash(cfg),
@@ -158,18 +156,15 @@ class SplitWriter:
 
 
 def _binarize_train(
-    cfg: DataConfig, tok: Tokenizer, out: Path, dtype: type, drops: Counter, stats: Stats
+    cfg: DataConfig, encode: PieceEncoder, out: Path, dtype: type, drops: Counter, stats: Stats
 ) -> dict[str, int]:
     """Clean, encode and write the training split; returns its pair/token counts."""
     n, chunks = open_split(cfg, "train", stats)
     src_out, tgt_out = SplitWriter(out, "train.src", dtype), SplitWriter(out, "train.tgt", dtype)
     with tqdm(total=n, desc="train", unit="pairs", unit_scale=True) as bar:
-        for src, tgt, read in ahead(_cleaned(cfg, chunks, drops)):
+        for src, tgt, read in _cleaned(cfg, chunks, drops):
             bar.update(read)
-            (s_ids, s_lens), (t_ids, t_lens) = (
-                encode_ids(tok, src, dtype),
-                encode_ids(tok, tgt, dtype),
-            )
+            (s_ids, s_lens), (t_ids, t_lens) = encode(src), encode(tgt)
             mask = clean.length_mask(s_lens, t_lens, cfg.max_len, cfg.max_ratio, drops)
             src_out.add(s_ids[np.repeat(mask, s_lens)], s_lens[mask])
             tgt_out.add(t_ids[np.repeat(mask, t_lens)], t_lens[mask])
@@ -197,22 +192,12 @@ def _cleaned(
         yield src, tgt, read
 
 
-def ahead(items: Iterator[T]) -> Iterator[T]:
-    """`items`, each computed by a background thread while the caller works on the previous
-    one: reading and cleaning (Python) overlap the encoding (`tokenizers` releases the GIL)."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(next, items, None)
-        while (item := future.result()) is not None:
-            future = pool.submit(next, items, None)
-            yield item
-
-
 def _take(src: list[str], tgt: list[str], keep: list[int]) -> tuple[list[str], list[str]]:
     return [src[i] for i in keep], [tgt[i] for i in keep]
 
 
 def _binarize_eval(
-    cfg: DataConfig, split: str, tok: Tokenizer, out: Path, dtype: type, stats: Stats
+    cfg: DataConfig, split: str, encode: PieceEncoder, out: Path, dtype: type, stats: Stats
 ) -> dict[str, int]:
     """Valid/test: keep every line (NFC + strip only for tokenizing) and the raw text verbatim."""
     n, chunks = open_split(cfg, split, stats)
@@ -227,6 +212,6 @@ def _binarize_eval(
         for chunk in tqdm(chunks, desc=split, unit="chunk", leave=False):
             for side, lines in zip(("src", "tgt"), chunk, strict=True):
                 texts[side].writelines(line + "\n" for line in lines)
-                writers[side].add(*encode_ids(tok, clean.normalize(lines), dtype))
+                writers[side].add(*encode(clean.normalize(lines)))
     tokens = {side: w.finish() for side, w in writers.items()}
     return {"read": n, "pairs": n, "src_tokens": tokens["src"], "tgt_tokens": tokens["tgt"]}

@@ -7,9 +7,10 @@ import unicodedata
 
 import numpy as np
 import pytest
+from tokenizers import pre_tokenizers
 
 from data_prep import BOS_ID, EOS_ID, PAD_ID, UNK_ID, DataError, load_tokenizer
-from data_prep.tokenizer import encode_ids, train_tokenizer
+from data_prep.tokenizer import MAX_PIECES, PieceEncoder, encode_ids, train_tokenizer
 
 CORPUS = [
     "Guten Morgen, wie geht es dir?",
@@ -73,3 +74,50 @@ def test_encode_ids_equals_one_encode_per_sentence():
         expected = [tok.encode(s, add_special_tokens=False).ids for s in sentences]
         assert lens.dtype == np.int64 and lens.tolist() == list(map(len, expected))
         assert flat.tolist() == [i for ids in expected for i in ids]
+
+
+def test_no_whitespace_of_the_pre_tokenizer_is_missed_by_python():
+    # PieceEncoder relies on it: a piece without Python whitespace has none for the pre-tokenizer.
+    # After a space, a whitespace character leaves the space alone as a pre-token; any other
+    # character takes the space. Unicode's whitespace is all in the BMP.
+    pre = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    missed = [
+        hex(i)
+        for i in range(0x10000)
+        if not (0xD800 <= i < 0xE000 or chr(i).isspace())
+        and pre.pre_tokenize_str(" " + chr(i) + "x")[0][1] == (0, 1)
+    ]
+    assert missed == []
+
+
+@pytest.mark.parametrize("max_pieces", [MAX_PIECES, 5])
+def test_piece_encoder_equals_one_encode_per_sentence(max_pieces):
+    # max_pieces 5: the cache fills in the first batch, later batches encode their new pieces anew.
+    # Runs of spaces in training give merges such as "  ", which a run split at each space lacks
+    runs = ["a\n  b\n\n\nc  \n d", "x   y    z  ", "p\t  q \t\tr"]
+    tok = train_tokenizer(iter([CORPUS * 20 + runs * 50]), 400, length=250)
+    tok.normalizer = None  # as in prepare: the text is NFC already
+    encode = PieceEncoder(tok, np.uint16, max_pieces)
+    rng = random.Random(1)
+    spaces = " \t\n\r\x0b\x0c\x1c\x1f\x85\xa0\u1680\u2009\u2028\u3000"
+    fuzz = ["".join(rng.choices(" a'.1ü" + spaces, k=rng.randrange(8))) for _ in range(400)]
+    words = [w for s in CORPUS + ROUND_TRIP for w in s.split()] + ["'s", "3,50", "(x)", "é🙂"]
+    plain = [" ".join(rng.choices(words, k=rng.randrange(1, 12))) for _ in range(400)]
+    tricky = ROUND_TRIP + [
+        " lead",
+        "trail ",
+        "",
+        "x",
+        "  two",
+        "a  ",
+        "a\t \tb",
+        "x a\t \tb",
+        "'s it",
+        "\r\x85",
+    ]
+    for sentences in (CORPUS, plain, tricky, [], fuzz, plain[::-1] + fuzz, [""], ["", "a b"]):
+        flat, lens = encode(sentences)
+        expected = [tok.encode(s, add_special_tokens=False).ids for s in sentences]
+        assert lens.dtype == np.int64 and lens.tolist() == list(map(len, expected))
+        assert flat.dtype == np.uint16 and flat.tolist() == [i for ids in expected for i in ids]
+    assert len(encode.lens) <= max_pieces and len(encode.ids) == encode.lens.sum()
