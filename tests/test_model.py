@@ -135,6 +135,20 @@ def test_cpu_attention_runs_in_fp32_under_bf16_autocast():
     assert torch.equal(out, want.bfloat16())
 
 
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN in this build")
+def test_cpu_inference_uses_the_prepacked_output_projection():
+    """Only under no_grad (the cached-decoding tests above check its logits) and not under
+    autocast, which needs F.linear's casts; a prepacked copy of a bf16 weight is never made."""
+    model, src = tiny(), rand_ids(2, 5)
+    state = model.init_state(*model.encode(src))
+    assert state.out_weight is None  # gradients on: the packed op has no backward
+    with torch.no_grad():
+        assert model.init_state(*model.encode(src)).out_weight is not None
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert model.init_state(*model.encode(src)).out_weight is None
+        assert model.bfloat16().init_state(*model.encode(src)).out_weight is None
+
+
 def test_shared_embedding_is_one_tensor():
     model = tiny()
     d = model.cfg.d_model

@@ -114,7 +114,7 @@ def test_no_special_token_but_eos_is_emitted():
     project = model.logits
     boost = torch.zeros(12)
     boost[[0, 1, 3]] = 20.0
-    model.logits = lambda x: project(x) + boost  # type: ignore[method-assign]
+    model.logits = lambda *a: project(*a) + boost  # type: ignore[method-assign]
     src = sources(12, [3, 7, 5])
     outputs = greedy_search(model, src, max_len_b=6)
     outputs += [
