@@ -124,28 +124,23 @@ class Attention(nn.Module):
         k, v = state.write(layer, *self.kv(x))  # (B, H, (t + 1) * G, Dh)
         B, H, G = k.size(0), self.n_heads, state.G
         q = self.heads(x, self.q_proj).view(B, G, H, D // H).transpose(1, 2)  # (B, H, G, Dh)
-        out = beam_attention(q, k, v, state.beams.view(B, G, -1))  # (B, H, G, Dh)
+        out = beam_attention(q, k, v, state.ancestry)  # (B, H, G, Dh)
         return self.out_proj(out.transpose(1, 2).reshape(N, 1, D))  # (N, 1, D)
 
 
-def beam_attention(q: Tensor, k: Tensor, v: Tensor, beams: Tensor) -> Tensor:
+def beam_attention(q: Tensor, k: Tensor, v: Tensor, ancestry: Tensor | None) -> Tensor:
     """Attention of one new query per row over keys/values that never move (beam indirection).
 
     q (B, H, G, Dh): the G rows (beams) of each sentence; k, v (B, H, n * G, Dh): slot j * G + g
-    holds what beam g wrote at step j; beams (B, G, n): the beam that each row descended from at
-    each step. Every query is scored against all G beams' keys (G times the arithmetic of a
-    gathered cache, which is tiny here), then only its ancestors' scores are kept, so reordering
-    beams never copies the cache. -> (B, H, G, Dh).
+    holds what beam g wrote at step j; ancestry (B, 1, G, n * G): 0 where a slot holds an
+    ancestor of the row, -inf elsewhere (None when G = 1). Every query is scored against all G
+    beams' keys (G times the arithmetic of a gathered cache, which is tiny here) and the mask
+    keeps its ancestors', so reordering beams never copies the cache. -> (B, H, G, Dh).
     """
-    B, H, G, Dh = q.shape
-    scores = q @ k.transpose(-2, -1) / math.sqrt(Dh)  # (B, H, G, n * G)
-    if G == 1:
-        return scores.softmax(dim=-1) @ v
-    n = beams.size(-1)
-    idx = beams[:, None, :, :, None].expand(B, H, G, n, 1)
-    probs = scores.view(B, H, G, n, G).gather(-1, idx).softmax(dim=-2)  # (B, H, G, n, 1)
-    weights = probs.new_zeros(B, H, G, n, G).scatter_(-1, idx, probs)  # 0 off the ancestry
-    return weights.view(B, H, G, n * G).to(v.dtype) @ v  # (B, H, G, Dh)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, G, n * G)
+    if ancestry is not None:
+        scores = scores + ancestry
+    return scores.softmax(dim=-1).to(v.dtype) @ v
 
 
 class Dropout(nn.Dropout):
@@ -257,6 +252,7 @@ class DecoderState:
     mask: Tensor | None  # (B, 1, 1, S) bool, True = real source token; None when nothing is padded
     self_kv: list[KV | None]  # per layer, (B, H, capacity * G, Dh) buffers, steps [0, step) used
     beams: Tensor | None = None  # (N, step) long: ancestor beam of each row at each step
+    ancestry: Tensor | None = None  # beam_attention's mask for this step, from `beams`
     step: int = 0  # position of the next input token (0 = bos)
     G: int = 1  # rows (beams) per sentence, set by the first decode_step
     out_weight: Tensor | None = None  # the output projection, prepacked for CPU inference
@@ -391,6 +387,11 @@ class Transformer(nn.Module):
             state.G, state.beams = N // state.cross_kv[0][0].size(0), tokens.new_empty((N, 0))
         own = torch.arange(N, device=x.device) % state.G  # (N,) each row writes its own slot
         state.beams = torch.cat([state.beams, own[:, None]], dim=1)  # (N, step + 1)
+        if state.G > 1:  # slot j * G + g is an ancestor of row r if beams[r, j] == g
+            B, G = N // state.G, state.G
+            slots = state.beams.view(B, G, -1, 1) == torch.arange(G, device=x.device)
+            state.ancestry = x.new_zeros(slots.shape).masked_fill_(~slots, float("-inf"))
+            state.ancestry = state.ancestry.view(B, 1, G, -1)  # (B, 1, G, (step + 1) * G)
         attn = None
         last = len(self.decoder.layers) - 1
         for i, layer in enumerate(self.decoder.layers):
