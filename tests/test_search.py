@@ -8,9 +8,16 @@ import math
 import pytest
 import torch
 
+import translate.search
 from translate.config import ModelConfig
 from translate.model import Transformer
-from translate.search import beam_search, coverage_penalty, greedy_search, length_penalty
+from translate.search import (
+    beam_search,
+    coverage_penalty,
+    greedy_search,
+    length_penalty,
+    topk_blocks,
+)
 
 BOS, EOS = 1, 2
 SPECIALS = {0, 1, 2, 3}
@@ -145,3 +152,30 @@ def test_max_length_is_respected():
     for out in (greedy, beam):
         assert len(out[0]) <= 3 and len(out[1]) <= 7
     assert len(greedy[1]) == 7  # this random model never chooses eos early: the cap binds
+
+
+@pytest.mark.parametrize("k", [1, 8, 20])
+def test_topk_blocks_returns_the_topk_values(k):
+    """Many ties and -inf (as in log-probs with banned tokens): the same values, best first,
+    at indices that hold them, each index once."""
+    gen = torch.Generator().manual_seed(k)
+    x = torch.randint(0, 50, (6, 4 * 1024), generator=gen).float()
+    x[x < 10] = float("-inf")
+    x[1] = float("-inf")  # a row with nothing finite
+    x[2, :] = 3.0  # a row of ties only
+    top, idx = topk_blocks(x, k)
+    torch.testing.assert_close(top, x.topk(k, dim=1).values)
+    assert torch.equal(x.gather(1, idx), top)
+    assert all(len(set(row)) == k for row in idx.tolist())
+
+
+def test_beam_search_with_block_topk_equals_plain_topk(monkeypatch):
+    """A vocabulary large enough that beam_step's candidates go through the block path."""
+    V = 1024
+    model = tiny(vocab=V)
+    with torch.no_grad():
+        model.shared.weight.mul_(4.0)  # peaked distributions, so beams diverge
+    src = sources(V, [6, 3, 8])
+    blocked = beam_search(model, src, beam=4, max_len_b=8, n_best=4)
+    monkeypatch.setattr(translate.search, "topk_blocks", lambda x, k: x.topk(k, dim=1))
+    assert beam_search(model, src, beam=4, max_len_b=8, n_best=4) == blocked
