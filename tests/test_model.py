@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import platform
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from translate.config import ModelConfig
-from translate.model import Transformer, sdpa, sinusoids
+from translate.model import X86, Transformer, sdpa, sinusoids
 
 V = 40
 
@@ -135,7 +136,10 @@ def test_cpu_attention_runs_in_fp32_under_bf16_autocast():
     assert torch.equal(out, want.bfloat16())
 
 
-@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN in this build")
+@pytest.mark.skipif(
+    platform.machine() not in X86 or not torch.backends.mkldnn.is_available(),
+    reason="packed weights are for x86 CPUs with oneDNN",
+)
 def test_cpu_inference_uses_the_prepacked_output_projection():
     """Only under no_grad (the cached-decoding tests above check its logits) and not under
     autocast, which needs F.linear's casts; a prepacked copy of a bf16 weight is never made."""

@@ -10,6 +10,7 @@ also `encoder_attn.*` / `encoder_attn_layer_norm`. `model.pre_norm` adds `encode
 from __future__ import annotations
 
 import math
+import platform
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +20,7 @@ from torch import Tensor, nn
 from translate.config import ModelConfig
 
 KV = tuple[Tensor, Tensor]  # keys, values: each (B, H, T, Dh)
+X86 = ("x86_64", "AMD64")  # platform.machine() on x86 CPUs, where `packed` is used
 
 
 def sinusoids(n_pos: int, dim: int) -> Tensor:
@@ -46,15 +48,16 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float, is_caus
 
 def packed(weight: Tensor, rows: int) -> Tensor | None:
     """A oneDNN-prepacked copy of a weight (out, in) for CPU fp32 inference on about `rows`
-    input rows, or None: not CPU fp32, gradients or autocast on, or no oneDNN in this build.
+    input rows, or None: not x86 CPU fp32, gradients or autocast on, or no oneDNN here.
 
     For the output projection of beam search (128 x 256 @ 256 x 8000) oneDNN ran 1.6x faster
-    than F.linear's MKL on an AMD box (docs/benchmarks.md); packing it takes ~3 ms.
+    than F.linear's MKL on an AMD box (docs/benchmarks.md); packing it takes ~3 ms. Measured on
+    that box only: Intel CPUs take the same path unmeasured, ARM ones keep F.linear.
     """
     cpu_fp32 = weight.device.type == "cpu" and weight.dtype == torch.float32
     if not cpu_fp32 or torch.is_grad_enabled() or torch.is_autocast_enabled("cpu"):
         return None
-    if not torch.backends.mkldnn.is_available():
+    if platform.machine() not in X86 or not torch.backends.mkldnn.is_available():
         return None
     return torch.ops.mkldnn._reorder_linear_weight(weight, rows)
 
