@@ -50,7 +50,7 @@ def packed(weight: Tensor, rows: int) -> Tensor | None:
     """A oneDNN-prepacked copy of a weight (out, in) for CPU fp32 inference on about `rows`
     input rows, or None: not x86 CPU fp32, gradients or autocast on, or no oneDNN here.
 
-    For the output projection of beam search (128 x 256 @ 256 x 8000) oneDNN ran 1.6x faster
+    For the output projection of beam search (128 x 256 @ 256 x 8000) oneDNN ran 1.6-1.7x faster
     than F.linear's MKL on an AMD box (docs/benchmarks.md); packing it takes ~3 ms. Measured on
     that box only: Intel CPUs take the same path unmeasured, ARM ones keep F.linear.
     """
