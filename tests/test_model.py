@@ -10,7 +10,15 @@ import torch
 import torch.nn.functional as F
 
 from translate.config import ModelConfig
-from translate.model import X86, Transformer, sdpa, sinusoids
+from translate.model import (
+    X86,
+    OneDNNLinear,
+    Transformer,
+    linear,
+    onednn_linear_here,
+    sdpa,
+    sinusoids,
+)
 
 V = 40
 
@@ -151,6 +159,38 @@ def test_cpu_inference_uses_the_prepacked_output_projection():
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert model.init_state(*model.encode(src)).out_weight is None
         assert model.bfloat16().init_state(*model.encode(src)).out_weight is None
+
+
+@pytest.mark.skipif(
+    platform.machine() not in X86 or not torch.backends.mkldnn.is_available(),
+    reason="OneDNNLinear is for x86 CPUs with oneDNN",
+)
+@pytest.mark.parametrize("bias", [True, False])
+def test_onednn_linear_matches_f_linear_forward_and_backward(bias: bool):
+    """Output and all three gradients equal F.linear's, for a 3-D input, a non-contiguous input
+    and the tied output projection's shape (more outputs than inputs)."""
+    torch.manual_seed(0)
+    for x_shape, (n_out, n_in) in [((3, 7, 16), (24, 16)), ((5, 16), (40, 16))]:
+        x = torch.randn(*x_shape[:-1], 2 * n_in)[..., ::2].requires_grad_()  # strided
+        w = torch.randn(n_out, n_in, requires_grad=True)
+        b = torch.randn(n_out, requires_grad=True) if bias else None
+        g = torch.randn(*x_shape[:-1], n_out)
+        params = [x, w] + ([b] if bias else [])
+        ours = torch.autograd.grad(OneDNNLinear.apply(x, w, b), params, g)
+        want = torch.autograd.grad(F.linear(x, w, b), params, g)
+        assert torch.allclose(OneDNNLinear.apply(x, w, b), F.linear(x, w, b), atol=1e-5)
+        for a, e in zip(ours, want, strict=True):
+            assert a.shape == e.shape
+            assert torch.allclose(a, e, atol=1e-4, rtol=1e-5)
+
+
+def test_linear_takes_onednn_only_for_fp32_without_autocast():
+    x, w = torch.randn(4, 8), torch.randn(6, 8)
+    assert not onednn_linear_here(x.bfloat16(), w.bfloat16())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not onednn_linear_here(x, w)
+        assert linear(x, w).dtype == torch.bfloat16  # autocast's cast, as F.linear
+    assert torch.allclose(linear(x, w), F.linear(x, w), atol=1e-5)
 
 
 def test_shared_embedding_is_one_tensor():

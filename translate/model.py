@@ -21,6 +21,12 @@ from translate.config import ModelConfig
 
 KV = tuple[Tensor, Tensor]  # keys, values: each (B, H, T, Dh)
 X86 = ("x86_64", "AMD64")  # platform.machine() on x86 CPUs, where `packed` is used
+# Where `linear` may take oneDNN (see onednn_linear_here)
+ONEDNN_AVX512 = (
+    platform.machine() in X86
+    and torch.backends.mkldnn.is_available()
+    and torch.backends.cpu.get_cpu_capability() == "AVX512"
+)
 
 
 def sinusoids(n_pos: int, dim: int) -> Tensor:
@@ -46,6 +52,63 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float, is_caus
     return out.to(q.dtype)
 
 
+def onednn_linear_here(x: Tensor, weight: Tensor) -> bool:
+    """Whether `linear` takes oneDNN: fp32 on an x86 CPU with AVX-512 and autocast off.
+
+    MKL, which F.linear uses for fp32 on CPU, ran the Multi30k shapes at 160-190 GFLOP/s on an
+    AVX-512 AMD box against oneDNN's 300-410 (docs/benchmarks.md, "Session 8"); on AVX2 CPUs it
+    was not uniformly faster, so those keep F.linear.
+    """
+    return (
+        ONEDNN_AVX512
+        and x.device.type == "cpu"
+        and x.dtype == weight.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")
+    )
+
+
+def onednn_mm(x: Tensor, weight: Tensor) -> Tensor:
+    """x (..., in) @ weight (out, in).T through oneDNN; either may be a transposed view."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, None, "none", [], "")
+
+
+class OneDNNLinear(torch.autograd.Function):
+    """F.linear through oneDNN, forward and backward: the three GEMMs of a linear layer."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        x, weight = ctx.saved_tensors
+        g = grad.reshape(-1, grad.size(-1))  # (M, out)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = onednn_mm(g, weight.t()).view(x.shape)  # g @ weight: (..., in)
+        if ctx.needs_input_grad[1]:  # as (x.T @ g).T: 2x faster than g.T @ x for 8000 outputs
+            grad_w = onednn_mm(x.reshape(-1, x.size(-1)).t(), g.t()).t()  # (out, in)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = g.sum(0)  # (out,)
+        return grad_x, grad_w, grad_b
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """F.linear, through oneDNN where `onednn_linear_here` says so. (..., in) -> (..., out)."""
+    if onednn_linear_here(x, weight):
+        return OneDNNLinear.apply(x, weight, bias)
+    return F.linear(x, weight, bias)
+
+
+class Linear(nn.Linear):
+    """nn.Linear (same parameters and names) whose forward is `linear`."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return linear(x, self.weight, self.bias)
+
+
 def packed(weight: Tensor, rows: int) -> Tensor | None:
     """A oneDNN-prepacked copy of a weight (out, in) for CPU fp32 inference on about `rows`
     input rows, or None: not x86 CPU fp32, gradients or autocast on, or no oneDNN here.
@@ -68,10 +131,10 @@ class Attention(nn.Module):
     def __init__(self, d_model: int, n_heads: int, dropout: float):
         super().__init__()
         self.n_heads, self.dropout = n_heads, dropout
-        self.q_proj = nn.Linear(d_model, d_model)
-        self.k_proj = nn.Linear(d_model, d_model)
-        self.v_proj = nn.Linear(d_model, d_model)
-        self.out_proj = nn.Linear(d_model, d_model)
+        self.q_proj = Linear(d_model, d_model)
+        self.k_proj = Linear(d_model, d_model)
+        self.v_proj = Linear(d_model, d_model)
+        self.out_proj = Linear(d_model, d_model)
 
     def heads(self, x: Tensor, proj: nn.Linear) -> Tensor:
         """(B, T, D) -> projected (B, H, T, Dh)."""
@@ -170,8 +233,8 @@ class Layer(nn.Module):
         if cross:
             self.encoder_attn = Attention(d, cfg.n_heads, cfg.attn_dropout)
             self.encoder_attn_layer_norm = nn.LayerNorm(d)
-        self.fc1 = nn.Linear(d, cfg.d_ff)
-        self.fc2 = nn.Linear(cfg.d_ff, d)
+        self.fc1 = Linear(d, cfg.d_ff)
+        self.fc2 = Linear(cfg.d_ff, d)
         self.final_layer_norm = nn.LayerNorm(d)
         self.dropout = Dropout(cfg.dropout)
         self.activation_dropout = Dropout(cfg.activation_dropout)
@@ -343,7 +406,7 @@ class Transformer(nn.Module):
         """Output projection with the shared embedding: (..., D) -> (..., V); `weight`: its
         copy from `packed` to use instead."""
         if weight is None:
-            return F.linear(x, self.shared.weight)
+            return linear(x, self.shared.weight)
         return torch.ops.mkldnn._linear_pointwise(x, weight, None, "none", [], "")
 
     def decode(self, tgt_in: Tensor, memory: Tensor, src_pad: Tensor) -> Tensor:
