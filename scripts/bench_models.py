@@ -21,12 +21,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch import Tensor, nn
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# Before torch: the package's OpenMP and malloc settings (translate/__init__.py) only take effect
+# if they precede torch's loading, and every engine here shares them, as the CLI's users do.
+import translate  # noqa: E402, F401, I001
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor, nn  # noqa: E402
 
 from data_prep import (  # noqa: E402
     EOS_ID,

@@ -4,10 +4,17 @@ import ctypes
 import os
 import sys
 
-# libgomp's default spin-waiting makes torch's CPU threads 10-40x slower whenever another process
-# competes for the cores (shared machines, DDP on CPU, CI). Sleeping idle threads cost about
-# nothing on a quiet machine. Takes effect only if torch is not imported yet; the user's value wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# How long torch's idle OpenMP threads spin before they sleep. libgomp's default (300,000 rounds)
+# made torch 10-40x slower whenever another process competed for the cores (shared machines, CI);
+# never spinning (OMP_WAIT_POLICY=PASSIVE) made 2 threads no faster than 1 for beam search on a VM
+# where waking a thread is slow. 3,000 rounds ran that search 1.4x faster than PASSIVE alone and
+# 1.8x slower with a second such process on the cores (docs/benchmarks.md, session 8). Takes
+# effect only if torch is not imported yet; the user's OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
+if sys.platform.startswith("linux"):  # libgomp, torch's OpenMP there
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ.setdefault("GOMP_SPINCOUNT", "3000")
+else:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # oneDNN, which runs bf16 matmuls on CPU, keeps up to 1024 compiled primitives, one per matmul
 # shape, about 8 MB each here: token batches of ever-new shapes grew bf16 CPU training of the
 # Multi30k model to 5.9 GB. 256 kept the measured speed and peaked at 3.4 GB (benchmarks.md).
