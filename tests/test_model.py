@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from translate.config import ModelConfig
 from translate.model import (
+    ONEDNN_AVX512,
     X86,
     OneDNNLinear,
     Transformer,
@@ -184,9 +185,13 @@ def test_onednn_linear_matches_f_linear_forward_and_backward(bias: bool):
             assert torch.allclose(a, e, atol=1e-4, rtol=1e-5)
 
 
-def test_linear_takes_onednn_only_for_fp32_without_autocast():
+def test_linear_takes_onednn_only_for_fp32_without_autocast_or_compile(monkeypatch):
     x, w = torch.randn(4, 8), torch.randn(6, 8)
+    assert onednn_linear_here(x, w) == ONEDNN_AVX512
     assert not onednn_linear_here(x.bfloat16(), w.bfloat16())
+    with monkeypatch.context() as m:  # inductor cannot lower the oneDNN op with plain weights
+        m.setattr(torch.compiler, "is_compiling", lambda: True)
+        assert not onednn_linear_here(x, w)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not onednn_linear_here(x, w)
         assert linear(x, w).dtype == torch.bfloat16  # autocast's cast, as F.linear

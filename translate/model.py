@@ -53,7 +53,8 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float, is_caus
 
 
 def onednn_linear_here(x: Tensor, weight: Tensor) -> bool:
-    """Whether `linear` takes oneDNN: fp32 on an x86 CPU with AVX-512 and autocast off.
+    """Whether `linear` takes oneDNN: fp32 on an x86 CPU with AVX-512, autocast off and not under
+    torch.compile (whose CPU backend rejects this op with plain weights and picks its own GEMMs).
 
     MKL, which F.linear uses for fp32 on CPU, ran the Multi30k shapes at 160-190 GFLOP/s on an
     AVX-512 AMD box against oneDNN's 300-410 (docs/benchmarks.md, "Session 8"); on AVX2 CPUs it
@@ -64,12 +65,14 @@ def onednn_linear_here(x: Tensor, weight: Tensor) -> bool:
         and x.device.type == "cpu"
         and x.dtype == weight.dtype == torch.float32
         and not torch.is_autocast_enabled("cpu")
+        and not torch.compiler.is_compiling()
     )
 
 
-def onednn_mm(x: Tensor, weight: Tensor) -> Tensor:
-    """x (..., in) @ weight (out, in).T through oneDNN; either may be a transposed view."""
-    return torch.ops.mkldnn._linear_pointwise(x, weight, None, "none", [], "")
+def onednn_mm(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x (..., in) @ weight (out, in).T + bias through oneDNN -> (..., out); x and weight may be
+    transposed views, weight a copy from `packed`."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
 
 class OneDNNLinear(torch.autograd.Function):
@@ -79,7 +82,7 @@ class OneDNNLinear(torch.autograd.Function):
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+        return onednn_mm(x, weight, bias)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
@@ -407,7 +410,7 @@ class Transformer(nn.Module):
         copy from `packed` to use instead."""
         if weight is None:
             return linear(x, self.shared.weight)
-        return torch.ops.mkldnn._linear_pointwise(x, weight, None, "none", [], "")
+        return onednn_mm(x, weight)
 
     def decode(self, tgt_in: Tensor, memory: Tensor, src_pad: Tensor) -> Tensor:
         """Teacher-forced decoder: tgt_in (B, T), memory (B, S, D), src_pad (B, S) -> (B, T, V)."""
