@@ -8,7 +8,7 @@ import sys
 # made torch 10-40x slower whenever another process competed for the cores (shared machines, CI);
 # never spinning (OMP_WAIT_POLICY=PASSIVE) made 2 threads no faster than 1 for beam search on a VM
 # where waking a thread is slow. 3,000 rounds ran that search 1.3-1.7x faster than PASSIVE alone and
-# 1.8x slower with a second such process on the cores (docs/benchmarks.md, session 8). Takes
+# 1.5-2.0x slower with a second such process on the cores (docs/benchmarks.md, session 8). Takes
 # effect only if torch is not imported yet; the user's OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
 if sys.platform.startswith("linux"):  # libgomp, torch's OpenMP there
     if "OMP_WAIT_POLICY" not in os.environ:
