@@ -65,6 +65,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--sentences", type=int, default=200, help="decode: first N test sentences")
     g.add_argument("--batch-size", type=int, default=32, help="decode: sentences per batch")
     g.add_argument("--max-len", type=int, default=50, help="decode: most output tokens")
+    g.add_argument("--rounds", type=int, default=3, help="decode: passes; each engine's best")
     g.add_argument(
         "--profile", action="store_true", help="train/decode: also print where ours spends time"
     )
@@ -277,28 +278,115 @@ def decode_ct2(translator, batches: list[list[list[int]]], a: argparse.Namespace
     return lengths
 
 
-def timed_decode(engines: list[tuple], batches: list, a: argparse.Namespace) -> list[dict]:
-    """engines: (name, decode fn, engine, one sentence per call?). After one warm-up batch each,
-    every batch goes through all engines in turn, so load changes hit them alike. One row each."""
-    for _, fn, engine, _ in engines:
-        fn(engine, batches[:1], a)
-    seconds, lengths = [0.0] * len(engines), [[] for _ in engines]
-    for batch in batches:
-        for e, (_, fn, engine, single) in enumerate(engines):
+def hf_engine(path: Path):
+    """(decode fn, MarianMTModel read from path) for an EngineProcess."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()  # one max_length note per generate() call
+    transformers.logging.disable_progress_bar()
+    return decode_hf, transformers.MarianMTModel.from_pretrained(path).eval()
+
+
+def ct2_engine(path: Path, compute_type: str, threads: int):
+    """(decode fn, CTranslate2 translator of the converted model) for an EngineProcess."""
+    import ctranslate2
+
+    translator = ctranslate2.Translator(
+        str(path), device="cpu", compute_type=compute_type, intra_threads=threads, inter_threads=1
+    )
+    return decode_ct2, translator
+
+
+def ours_engine(model: Transformer):
+    """(decode fn, our model) for an EngineProcess."""
+    return decode_ours, model
+
+
+def serve_engine(conn, threads: int, build, build_args: tuple) -> None:
+    """EngineProcess's loop: build the engine, then decode each (batches, args) sent, replying
+    (output lengths, seconds), until None arrives. An error is sent back as its message."""
+    try:
+        torch.set_num_threads(threads)
+        fn, engine = build(*build_args)
+        conn.send("ready")
+        while (job := conn.recv()) is not None:
             t0 = time.perf_counter()
-            lengths[e] += fn(engine, [[s] for s in batch] if single else [batch], a)
-            seconds[e] += time.perf_counter() - t0
+            lengths = fn(engine, *job)
+            conn.send((lengths, time.perf_counter() - t0))
+    except EOFError:  # the parent is gone
+        return
+    except Exception as e:  # noqa: BLE001  (reported by the parent)
+        conn.send(f"{build.__name__}: {type(e).__name__}: {e}")
+
+
+class EngineProcess:
+    """A decoding engine alone in a process of its own, as its users run it.
+
+    CTranslate2 in torch's process made torch's parallel ops 3-4x slower (layer_norm on 128 x 256:
+    20 -> 80 us) for as long as its translator lived: its translation thread drives OpenMP teams
+    too, and libgomp nearly stops spinning once it manages more threads than there are cores
+    (docs/benchmarks.md, session 9). One process per engine keeps each at its own speed.
+    """
+
+    def __init__(self, threads: int, build, *build_args):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")  # no forked copy of the parent's thread pools
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(
+            target=serve_engine, args=(child, threads, build, build_args), daemon=True
+        )
+        self.proc.start()
+        self.reply()
+
+    def reply(self):
+        try:
+            msg = self.conn.recv()
+        except EOFError:  # it died without a word (killed, out of memory)
+            self.proc.join()
+            raise SystemExit(f"decode engine exited with code {self.proc.exitcode}") from None
+        if isinstance(msg, str) and msg != "ready":
+            raise SystemExit(f"decode engine failed: {msg}")
+        return msg
+
+    def __call__(self, batches: list, a: argparse.Namespace) -> tuple[list[int], float]:
+        """Decode batches there -> (output lengths, seconds it took there)."""
+        self.conn.send((batches, a))
+        return self.reply()
+
+    def close(self) -> None:
+        self.conn.send(None)
+        self.proc.join()
+
+
+def timed_decode(
+    engines: list[tuple], batches: list, a: argparse.Namespace, rounds: int
+) -> list[dict]:
+    """engines: (name, EngineProcess, one sentence per call?). After one warm-up batch each, every
+    batch goes through all engines in turn, so load changes hit them alike; that `rounds` times.
+    One row each, from its fastest round (on a shared VM a round's time varied by 10-20%)."""
+    for _, engine, _ in engines:
+        engine(batches[:1], a)
+    seconds = [[0.0] * rounds for _ in engines]
+    lengths = [[] for _ in engines]
+    for r in range(rounds):
+        for batch in batches:
+            for e, (_, engine, single) in enumerate(engines):
+                found, s = engine([[s] for s in batch] if single else [batch], a)
+                lengths[e] += found if r == 0 else []
+                seconds[e][r] += s
     return [
         {
             "engine": name,
             "batch": 1 if single else max(map(len, batches)),
             "sentences": len(n),
-            "seconds": round(s, 2),
-            "sent/s": round(len(n) / s, 2),
-            "tgt_tok/s": round(sum(n) / s),
+            "seconds": round(min(s), 2),
+            "rounds_s": [round(x, 2) for x in s],
+            "sent/s": round(len(n) / min(s), 2),
+            "tgt_tok/s": round(sum(n) / min(s)),
             "mean_len": round(sum(n) / len(n), 2),
         }
-        for (name, _, _, single), s, n in zip(engines, seconds, lengths, strict=True)
+        for (name, _, single), s, n in zip(engines, seconds, lengths, strict=True)
     ]
 
 
@@ -317,30 +405,15 @@ def decode_model(args: argparse.Namespace, cfg: Config):
     return Transformer(cfg.model, vocab, PAD_ID).eval(), data_dir / "tokenizer.json", "random"
 
 
-def exported(model: Transformer, tokenizer_file: Path, tmp: Path, threads: int):
-    """translate.export of the model -> (MarianMTModel read back, CTranslate2 translators by
-    compute type, the CTranslate2 vocabulary as a list of token strings)."""
-    import ctranslate2
-    import transformers
-
+def exported(model: Transformer, tokenizer_file: Path, tmp: Path) -> list[str]:
+    """translate.export of the model to tmp/hf (MarianMTModel) and tmp/ct2 (CTranslate2)
+    -> the CTranslate2 vocabulary as a list of token strings."""
     from translate.export import hf_to_ctranslate2, hf_tokenizer, to_marian
 
     to_marian(model).save_pretrained(tmp / "hf")
     hf_tokenizer(tokenizer_file).save_pretrained(tmp / "hf")
     hf_to_ctranslate2(tmp / "hf", tmp / "ct2")
-    vocab = json.loads((tmp / "ct2" / "shared_vocabulary.json").read_text(encoding="utf-8"))
-    marian = transformers.MarianMTModel.from_pretrained(tmp / "hf").eval()
-    ct2 = {
-        kind: ctranslate2.Translator(
-            str(tmp / "ct2"),
-            device="cpu",
-            compute_type=kind,
-            intra_threads=threads,
-            inter_threads=1,
-        )
-        for kind in ("float32", "int8")
-    }
-    return marian, ct2, vocab
+    return json.loads((tmp / "ct2" / "shared_vocabulary.json").read_text(encoding="utf-8"))
 
 
 def bench_decode(args: argparse.Namespace) -> dict:
@@ -362,15 +435,19 @@ def bench_decode(args: argparse.Namespace) -> dict:
     ]
     a = argparse.Namespace(alpha=cfg.decode.alpha, max_len=args.max_len)
     with tempfile.TemporaryDirectory() as tmp:
-        marian, ct2, a.vocab = exported(model, tokenizer_file, Path(tmp), args.threads)
+        tmp = Path(tmp)
+        a.vocab = exported(model, tokenizer_file, tmp)
+        n = args.threads
         engines = [
-            ("ours", decode_ours, model, False),
-            ("ours 1-at-a-time", decode_ours, model, True),
-            ("hf generate", decode_hf, marian, False),
-            ("ctranslate2 fp32", decode_ct2, ct2["float32"], False),
-            ("ctranslate2 int8", decode_ct2, ct2["int8"], False),
+            ("ours", EngineProcess(n, ours_engine, model), False),
+            ("ours 1-at-a-time", EngineProcess(n, ours_engine, model), True),
+            ("hf generate", EngineProcess(n, hf_engine, tmp / "hf"), False),
+            ("ctranslate2 fp32", EngineProcess(n, ct2_engine, tmp / "ct2", "float32", n), False),
+            ("ctranslate2 int8", EngineProcess(n, ct2_engine, tmp / "ct2", "int8", n), False),
         ]
-        rows = timed_decode(engines, batches, a)
+        rows = timed_decode(engines, batches, a, args.rounds)
+        for _, engine, _ in engines:
+            engine.close()
         if args.profile:
             print_profile(f"ours, {len(ids)} sentences", lambda: decode_ours(model, batches, a))
     speed = {r["engine"]: r["sent/s"] for r in rows}
