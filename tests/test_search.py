@@ -60,7 +60,7 @@ def gnmt_score(model, src_row: torch.Tensor, toks: list[int], alpha: float, beta
 def test_length_penalty_is_the_gnmt_formula():
     for length, alpha in [(1, 0.6), (7, 0.6), (20, 1.0), (3, 0.0)]:
         expected = (5 + length) ** alpha / (5 + 1) ** alpha
-        assert length_penalty(length, alpha).item() == pytest.approx(expected, rel=1e-6)
+        assert length_penalty(length, alpha) == pytest.approx(expected, rel=1e-6)
     torch.testing.assert_close(
         length_penalty(torch.tensor([1, 7]), 0.6), torch.tensor([1.0, 2.0**0.6])
     )
@@ -155,11 +155,12 @@ def test_max_length_is_respected():
 
 
 @pytest.mark.parametrize("k", [1, 8, 20])
-def test_topk_blocks_returns_the_topk_values(k):
+@pytest.mark.parametrize("n", [8 * 1024, 64 * 75])  # blocks of 256; of 64
+def test_topk_blocks_returns_the_topk_values(k, n):
     """Many ties and -inf (as in log-probs with banned tokens): the same values, best first,
     at indices that hold them, each index once."""
     gen = torch.Generator().manual_seed(k)
-    x = torch.randint(0, 50, (6, 4 * 1024), generator=gen).float()
+    x = torch.randint(0, 50, (6, n), generator=gen).float()
     x[x < 10] = float("-inf")
     x[1] = float("-inf")  # a row with nothing finite
     x[2, :] = 3.0  # a row of ties only

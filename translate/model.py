@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +23,7 @@ from translate.config import ModelConfig
 
 KV = tuple[Tensor, Tensor]  # keys, values: each (B, H, T, Dh)
 X86 = ("x86_64", "AMD64")  # platform.machine() on x86 CPUs
-ONEDNN_X86 = platform.machine() in X86 and torch.backends.mkldnn.is_available()  # `packed`
+ONEDNN_X86 = platform.machine() in X86 and torch.backends.mkldnn.is_available()  # `packable`
 ONEDNN_AVX512 = ONEDNN_X86 and torch.backends.cpu.get_cpu_capability() == "AVX512"  # `linear`
 
 
@@ -33,17 +35,27 @@ def sinusoids(n_pos: int, dim: int) -> Tensor:
     return torch.cat([angles.sin(), angles.cos()[:, : dim - half]], dim=1).float()
 
 
-def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float, is_causal: bool) -> Tensor:
+def sdpa(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor | None,
+    p: float,
+    is_causal: bool,
+    scale: float | None = None,
+) -> Tensor:
     """F.scaled_dot_product_attention (B, H, T, Dh) -> (B, H, T, Dh); on CPU always in fp32.
 
     Under CPU bf16 autocast its bf16 kernel ran the backward 8-15x slower than fp32 (torch
     2.13, Multi30k shapes; docs/benchmarks.md), which cost far more than the casts.
     """
     if q.device.type != "cpu":
-        return F.scaled_dot_product_attention(q, k, v, mask, dropout_p=p, is_causal=is_causal)
+        return F.scaled_dot_product_attention(
+            q, k, v, mask, dropout_p=p, is_causal=is_causal, scale=scale
+        )
     with torch.autocast("cpu", enabled=False):
         out = F.scaled_dot_product_attention(
-            q.float(), k.float(), v.float(), mask, dropout_p=p, is_causal=is_causal
+            q.float(), k.float(), v.float(), mask, dropout_p=p, is_causal=is_causal, scale=scale
         )
     return out.to(q.dtype)
 
@@ -94,31 +106,63 @@ class OneDNNLinear(torch.autograd.Function):
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """F.linear, through oneDNN where `onednn_linear_here` says so. (..., in) -> (..., out)."""
-    if onednn_linear_here(x, weight):
+    """F.linear, through oneDNN where `onednn_linear_here` says so or `weight` comes from
+    `packed`. (..., in) -> (..., out)."""
+    if weight.is_mkldnn:
+        return onednn_mm(x, weight, bias)
+    if not onednn_linear_here(x, weight):
+        return F.linear(x, weight, bias)
+    if torch.is_grad_enabled():
         return OneDNNLinear.apply(x, weight, bias)
-    return F.linear(x, weight, bias)
+    return onednn_mm(x, weight, bias)  # inference: no autograd node to build
+
+
+def packable(weight: Tensor) -> bool:
+    """Whether inference may multiply by a `packed` copy of `weight`: fp32 on an x86 CPU with
+    oneDNN, autograd and autocast off (the packed op has no backward and no casts)."""
+    return (
+        ONEDNN_X86
+        and weight.device.type == "cpu"
+        and weight.dtype == torch.float32
+        and not torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
+    )
+
+
+def packed(weight: Tensor) -> Tensor:
+    """A oneDNN-prepacked copy of weight (out, in), laid out for about 128 input rows (32
+    sentences x beam 4) and right for any number (see `packable` for when to use it).
+
+    In beam search it beat the plain weight at every size: 128 x 256 @ 256 x 8000 ran 1.6-1.7x
+    faster than F.linear's MKL on an AMD AVX2 box, and the decoder's weights 5-25% faster than
+    plain ones through oneDNN on an AVX-512 one, 2x at 4 rows (docs/benchmarks.md).
+    """
+    return torch.ops.mkldnn._reorder_linear_weight(weight, 128)
+
+
+def kept(owner: nn.Module, name: str, sources: tuple[Tensor, ...], make: Callable[[], Any]) -> Any:
+    """make(), kept on `owner` as `name` until a tensor in `sources` changes, in place (an
+    optimizer step, load_state_dict) or its storage (.to()): for inference copies of parameters
+    (fused, scaled, packed). The kept `sources` cannot free their memory for another tensor to
+    reuse meanwhile. Under autograd it always calls make(): a graph must not outlive its step."""
+    if torch.is_grad_enabled():
+        return make()
+    stamp = [(t.data_ptr(), t._version) for t in sources]
+    hit = owner.__dict__.get(name)
+    if hit is None or hit[1] != stamp:
+        hit = owner.__dict__[name] = (sources, stamp, make())
+    return hit[2]
 
 
 class Linear(nn.Linear):
-    """nn.Linear (same parameters and names) whose forward is `linear`."""
+    """nn.Linear (same parameters and names) whose forward is `linear`; for inference on an
+    AVX-512 CPU (fp32) with a `packed` copy of the weight, kept until the weight changes."""
 
     def forward(self, x: Tensor) -> Tensor:
+        if ONEDNN_AVX512 and packable(self.weight) and onednn_linear_here(x, self.weight):
+            weight = kept(self, "_packed", (self.weight,), lambda: packed(self.weight))
+            return onednn_mm(x, weight, self.bias)
         return linear(x, self.weight, self.bias)
-
-
-def packed(weight: Tensor, rows: int) -> Tensor | None:
-    """A oneDNN-prepacked copy of a weight (out, in) for CPU fp32 inference on about `rows`
-    input rows, or None: not x86 CPU fp32, gradients or autocast on, or no oneDNN here.
-
-    For the output projection of beam search (128 x 256 @ 256 x 8000) oneDNN ran 1.6-1.7x faster
-    than F.linear's MKL on an AMD box (docs/benchmarks.md); packing it takes ~3 ms. Measured on
-    that box only: Intel CPUs take the same path unmeasured, ARM ones keep F.linear.
-    """
-    usable = ONEDNN_X86 and weight.device.type == "cpu" and weight.dtype == torch.float32
-    if not usable or torch.is_grad_enabled() or torch.is_autocast_enabled("cpu"):
-        return None
-    return torch.ops.mkldnn._reorder_linear_weight(weight, rows)
 
 
 class Attention(nn.Module):
@@ -134,8 +178,32 @@ class Attention(nn.Module):
 
     def heads(self, x: Tensor, proj: nn.Linear) -> Tensor:
         """(B, T, D) -> projected (B, H, T, Dh)."""
+        return self.split(proj(x))
+
+    def split(self, x: Tensor) -> Tensor:
+        """(B, T, D) -> (B, H, T, Dh) view."""
         B, T, D = x.shape
-        return proj(x).view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, H, T, Dh)
+        return x.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)
+
+    def step_weights(self, kv: bool) -> tuple[Tensor, Tensor]:
+        """For decoding steps: the query projection's weight (D, D) and bias (D,) scaled by
+        1/sqrt(Dh), so scores need no division, and with kv the key and value projections'
+        below them ((3D, D), (3D,)): one GEMM instead of three. The weight is `packed` on
+        AVX-512 CPUs (as in Linear). Kept until a projection changes."""
+        projs = (self.q_proj, self.k_proj, self.v_proj) if kv else (self.q_proj,)
+        pack = ONEDNN_AVX512 and packable(self.q_proj.weight)
+        sources = tuple(t for p in projs for t in (p.weight, p.bias))
+        return kept(self, f"_step_weights_{kv}_{pack}", sources, lambda: self.fuse(projs, pack))
+
+    def fuse(self, projs: tuple[nn.Linear, ...], pack: bool) -> tuple[Tensor, Tensor]:
+        """step_weights, made."""
+        scale = (self.q_proj.in_features // self.n_heads) ** -0.5
+        weight = torch.cat([p.weight for p in projs])
+        bias = torch.cat([p.bias for p in projs])
+        D = self.q_proj.out_features
+        weight[:D] *= scale  # cat made a copy
+        bias[:D] *= scale
+        return (packed(weight) if pack else weight), bias
 
     def kv(self, x: Tensor) -> KV:
         """Keys and values of `x` (B, S, D), each (B, H, S, Dh)."""
@@ -148,14 +216,19 @@ class Attention(nn.Module):
         mask: Tensor | None = None,
         is_causal: bool = False,
         need_weights: bool = False,
+        q_weights: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Queries from x (N, T, D) over kv (B, H, S, Dh); mask (B, 1, 1, S) bool, True = attend.
 
         N may be B * G (G beams per sentence, adjacent rows): the G query rows of a sentence
         are folded into its query axis, so beams share one copy of the source keys/values.
+        q_weights: `step_weights(kv=False)` to project the queries with (decoding steps).
         Returns the output (N, T, D) and, only if need_weights, head-averaged weights (N, T, S).
         """
-        q = self.heads(x, self.q_proj)  # (N, H, T, Dh)
+        if q_weights is None:
+            q, scale = self.heads(x, self.q_proj), None  # (N, H, T, Dh); SDPA's default scale
+        else:
+            q, scale = self.split(linear(x, *q_weights)), 1.0  # scaled by 1/sqrt(Dh) already
         k, v = kv  # (B, H, S, Dh)
         N, H, T, Dh = q.shape
         B = k.size(0)
@@ -166,7 +239,9 @@ class Attention(nn.Module):
         # Explicitly when the weights are wanted (SDPA does not return them), and for one-token
         # decoding steps on CPU, where three plain ops beat SDPA's kernel 1.5-3x.
         if need_weights or (T == 1 and not self.training and q.device.type == "cpu"):
-            scores = q @ k.transpose(-2, -1) / math.sqrt(Dh)  # (B, H, G * T, S)
+            scores = q @ k.transpose(-2, -1)  # (B, H, G * T, S)
+            if scale is None:
+                scores = scores / math.sqrt(Dh)
             if mask is not None:
                 scores = scores.masked_fill(~mask, float("-inf"))
             probs = scores.softmax(dim=-1)
@@ -175,7 +250,7 @@ class Attention(nn.Module):
                 weights = probs.mean(dim=1).view(N, T, -1)  # (N, T, S)
         else:
             p = self.dropout if self.training else 0.0
-            out = sdpa(q, k, v, mask, p, is_causal)
+            out = sdpa(q, k, v, mask, p, is_causal, scale)
         out = out.view(B, H, G, T, Dh).permute(0, 2, 3, 1, 4)  # (B, G, T, H, Dh)
         return self.out_proj(out.reshape(N, T, H * Dh)), weights  # (N, T, D)
 
@@ -183,25 +258,27 @@ class Attention(nn.Module):
         """Self-attention of one new token per row, x (N, 1, D), over the cached steps and
         itself; stores its keys/values in `state`. -> (N, 1, D)."""
         N, _, D = x.shape
-        k, v = state.write(layer, *self.kv(x))  # (B, H, (t + 1) * G, Dh)
+        q, k, v = linear(x, *state.self_weights[layer]).split(D, dim=-1)  # (N, 1, D) each
+        k, v = state.write(layer, k, v)  # (B, H, Dh, (t + 1) * G), (B, H, (t + 1) * G, Dh)
         B, H, G = k.size(0), self.n_heads, state.G
-        q = self.heads(x, self.q_proj).view(B, G, H, D // H).transpose(1, 2)  # (B, H, G, Dh)
+        q = q.view(B, G, H, D // H).transpose(1, 2)  # (B, H, G, Dh), scaled by 1/sqrt(Dh)
         out = beam_attention(q, k, v, state.ancestry)  # (B, H, G, Dh)
         return self.out_proj(out.transpose(1, 2).reshape(N, 1, D))  # (N, 1, D)
 
 
-def beam_attention(q: Tensor, k: Tensor, v: Tensor, ancestry: Tensor | None) -> Tensor:
+def beam_attention(q: Tensor, kt: Tensor, v: Tensor, ancestry: Tensor | None) -> Tensor:
     """Attention of one new query per row over keys/values that never move (beam indirection).
 
-    q (B, H, G, Dh): the G rows (beams) of each sentence; k, v (B, H, n * G, Dh): slot j * G + g
-    holds what beam g wrote at step j; ancestry (B, 1, G, n * G): 0 where a slot holds an
+    q (B, H, G, Dh): the G rows (beams) of each sentence, already scaled by 1/sqrt(Dh);
+    kt (B, H, Dh, n * G) and v (B, H, n * G, Dh): the keys (transposed) and values, slot j * G + g
+    holding what beam g wrote at step j; ancestry (B, 1, G, n * G): 0 where a slot holds an
     ancestor of the row, -inf elsewhere (None when G = 1). Every query is scored against all G
     beams' keys (G times the arithmetic of a gathered cache, which is tiny here) and the mask
     keeps its ancestors', so reordering beams never copies the cache. -> (B, H, G, Dh).
     """
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, G, n * G)
+    scores = q @ kt  # (B, H, G, n * G)
     if ancestry is not None:
-        scores = scores + ancestry
+        scores += ancestry
     return scores.softmax(dim=-1).to(v.dtype) @ v
 
 
@@ -283,7 +360,10 @@ class Layer(nn.Module):
             out = self.self_attn.step(h, state, layer)
         x = self.post(x, out, self.self_attn_layer_norm)
         h = self.pre(x, self.encoder_attn_layer_norm)
-        out, attn = self.encoder_attn(h, cross_kv, mask, need_weights=need_attn)
+        q_weights = None if state is None else state.cross_weights[layer]
+        out, attn = self.encoder_attn(
+            h, cross_kv, mask, need_weights=need_attn, q_weights=q_weights
+        )
         x = self.post(x, out, self.encoder_attn_layer_norm)
         return self.ffn(x), attn
 
@@ -312,27 +392,36 @@ class DecoderState:
 
     cross_kv: list[KV]  # per layer, (B, H, S, Dh)
     mask: Tensor | None  # (B, 1, 1, S) bool, True = real source token; None when nothing is padded
-    self_kv: list[KV | None]  # per layer, (B, H, capacity * G, Dh) buffers, steps [0, step) used
+    self_kv: list[KV | None]  # per layer, keys (B, H, Dh, cap * G) and values (B, H, cap * G, Dh)
+    self_weights: list[tuple[Tensor, Tensor]]  # per layer, self_attn.step_weights(kv=True)
+    cross_weights: list[tuple[Tensor, Tensor]]  # per layer, encoder_attn.step_weights(kv=False)
     beams: Tensor | None = None  # (N, step) long: ancestor beam of each row at each step
     ancestry: Tensor | None = None  # beam_attention's mask for this step, from `beams`
     step: int = 0  # position of the next input token (0 = bos)
     G: int = 1  # rows (beams) per sentence, set by the first decode_step
-    out_weight: Tensor | None = None  # the output projection, prepacked for CPU inference
+    out_weight: Tensor | None = None  # the output projection, `packed` for CPU inference
 
     def write(self, layer: int, k: Tensor, v: Tensor) -> KV:
-        """Store this step's k, v (N, H, 1, Dh) of `layer` -> its keys, values so far
-        (B, H, (step + 1) * G, Dh), views of the buffers (grown by doubling when full)."""
-        B, G, t = self.cross_kv[layer][0].size(0), self.G, self.step
-        _, H, _, Dh = k.shape
-        buf = self.self_kv[layer]
-        if buf is None or buf[0].size(2) < (t + 1) * G:
-            grown = tuple(k.new_empty(B, H, max(16, 2 * t) * G, Dh) for _ in range(2))
-            for old, new in zip(buf or (), grown, strict=False):  # nothing to copy at first
-                new[:, :, : t * G] = old[:, :, : t * G]
-            buf = self.self_kv[layer] = grown
-        for new, cache in zip((k, v), buf, strict=True):  # (N, H, 1, Dh) -> (B, H, G, Dh)
-            cache[:, :, t * G : (t + 1) * G] = new.view(B, G, H, Dh).transpose(1, 2)
-        return buf[0][:, :, : (t + 1) * G], buf[1][:, :, : (t + 1) * G]
+        """Store this step's keys and values (N, 1, D) of `layer` -> all so far, as views of the
+        buffers (grown by doubling when full): keys transposed (B, H, Dh, (step + 1) * G), values
+        (B, H, (step + 1) * G, Dh). Transposed keys make beam_attention's q @ keys read them
+        row by row: 1.5-2x faster than q @ k.transpose(-2, -1) once they are out of the CPU's
+        caches, as they are between steps (docs/benchmarks.md)."""
+        B, H, _, Dh = self.cross_kv[layer][0].shape  # (B, H, S, Dh)
+        G, t = self.G, self.step
+        n = (t + 1) * G
+        if self.self_kv[layer] is None or self.self_kv[layer][1].size(2) < n:
+            cap = max(16, 2 * t) * G
+            grown = k.new_empty(B, H, Dh, cap), k.new_empty(B, H, cap, Dh)
+            if self.self_kv[layer] is not None:
+                old_kt, old_v = self.self_kv[layer]
+                grown[0][..., : t * G] = old_kt[..., : t * G]
+                grown[1][:, :, : t * G] = old_v[:, :, : t * G]
+            self.self_kv[layer] = grown
+        kt, vs = self.self_kv[layer]
+        kt[..., t * G : n] = k.view(B, G, H, Dh).permute(0, 2, 3, 1)  # (B, H, Dh, G)
+        vs[:, :, t * G : n] = v.view(B, G, H, Dh).transpose(1, 2)  # (B, H, G, Dh)
+        return kt[..., :n], vs[:, :, :n]
 
     def reorder(self, rows: Tensor, sentences: Tensor | None = None) -> None:
         """Keep rows `rows` (N',) in that order (beam reordering); `sentences` (B',), if given,
@@ -401,9 +490,7 @@ class Transformer(nn.Module):
     def logits(self, x: Tensor, weight: Tensor | None = None) -> Tensor:
         """Output projection with the shared embedding: (..., D) -> (..., V); `weight`: its
         copy from `packed` to use instead."""
-        if weight is None:
-            return linear(x, self.shared.weight)
-        return onednn_mm(x, weight)
+        return linear(x, self.shared.weight if weight is None else weight)
 
     def decode(self, tgt_in: Tensor, memory: Tensor, src_pad: Tensor) -> Tensor:
         """Teacher-forced decoder: tgt_in (B, T), memory (B, S, D), src_pad (B, S) -> (B, T, V)."""
@@ -430,10 +517,22 @@ class Transformer(nn.Module):
             for layer in self.decoder.layers
         ]
         mask = ~src_pad[:, None, None, :] if bool(src_pad.any()) else None  # (B, 1, 1, S)
-        out_weight = packed(self.shared.weight, rows=4 * memory.size(0))  # sized for beam 4
+        layers = self.decoder.layers
         return DecoderState(
-            cross_kv, mask, [None] * len(self.decoder.layers), out_weight=out_weight
+            cross_kv,
+            mask,
+            self_kv=[None] * len(layers),
+            self_weights=[layer.self_attn.step_weights(kv=True) for layer in layers],
+            cross_weights=[layer.encoder_attn.step_weights(kv=False) for layer in layers],
+            out_weight=self.packed_output(),
         )
+
+    def packed_output(self) -> Tensor | None:
+        """The output projection `packed` for CPU inference (kept until it changes), or None."""
+        weight = self.shared.weight
+        if not packable(weight):
+            return None
+        return kept(self, "_packed_output", (weight,), lambda: packed(weight))
 
     def decode_step(
         self, tokens: Tensor, state: DecoderState, need_attn: bool = False
