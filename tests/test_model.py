@@ -15,6 +15,7 @@ from translate.model import (
     X86,
     OneDNNLinear,
     Transformer,
+    kept,
     linear,
     onednn_linear_here,
     sdpa,
@@ -196,6 +197,48 @@ def test_linear_takes_onednn_only_for_fp32_without_autocast_or_compile(monkeypat
         assert not onednn_linear_here(x, w)
         assert linear(x, w).dtype == torch.bfloat16  # autocast's cast, as F.linear
     assert torch.allclose(linear(x, w), F.linear(x, w), atol=1e-5)
+
+
+def test_kept_copies_follow_their_sources():
+    """Made once, reused, remade when a source changes in place or is replaced; never kept
+    under autograd."""
+    owner, w = torch.nn.Module(), torch.randn(3, 3)
+    made = []
+
+    def make():
+        made.append(1)
+        return w * 2
+
+    with torch.no_grad():
+        first = kept(owner, "_double", (w,), make)
+        assert kept(owner, "_double", (w,), make) is first and len(made) == 1
+        w.add_(1.0)  # as an optimizer step
+        assert torch.equal(kept(owner, "_double", (w,), make), w * 2) and len(made) == 2
+        w = torch.randn(3, 3)  # as .to() or a new parameter
+        assert torch.equal(kept(owner, "_double", (w,), make), w * 2) and len(made) == 3
+    kept(owner, "_double", (w,), make)
+    kept(owner, "_double", (w,), make)
+    assert len(made) == 5  # autograd on: made each time
+
+
+def test_decoding_uses_the_weights_after_a_training_step():
+    """Kept inference copies (fused q/k/v, packed weights) must not outlive an update: cached
+    decoding after a step equals a full forward with the new weights."""
+    model, src, tgt = tiny(), rand_ids(2, 5), rand_ids(2, 4)
+
+    def cached_logits():
+        with torch.inference_mode():
+            state = model.init_state(*model.encode(src))
+            return torch.stack([model.decode_step(tgt[:, t], state)[0] for t in range(4)], 1)
+
+    before = cached_logits()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model(src, tgt).logsumexp(-1).mean().backward()
+    opt.step()
+    after = cached_logits()
+    with torch.no_grad():
+        torch.testing.assert_close(after, model(src, tgt), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(before, after, atol=1e-3)
 
 
 def test_shared_embedding_is_one_tensor():
