@@ -133,9 +133,10 @@ def packed(weight: Tensor) -> Tensor:
     """A oneDNN-prepacked copy of weight (out, in), laid out for about 128 input rows (32
     sentences x beam 4) and right for any number (see `packable` for when to use it).
 
-    In beam search it beat the plain weight at every size: 128 x 256 @ 256 x 8000 ran 1.6-1.7x
-    faster than F.linear's MKL on an AMD AVX2 box, and the decoder's weights 5-25% faster than
-    plain ones through oneDNN on an AVX-512 one, 2x at 4 rows (docs/benchmarks.md).
+    The output projection of beam search (128 x 256 @ 256 x 8000) ran 1.6-1.7x faster than
+    F.linear's MKL on an AMD AVX2 box. On an AVX-512 one the decoder's weights, read from memory
+    as between decoding steps, ran 5-33% faster than plain ones through oneDNN at 128 rows and
+    2x at 4 rows (docs/benchmarks.md, session 9).
     """
     return torch.ops.mkldnn._reorder_linear_weight(weight, 128)
 
