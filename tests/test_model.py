@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import pickle
 import platform
 
 import pytest
@@ -239,6 +241,17 @@ def test_decoding_uses_the_weights_after_a_training_step():
     with torch.no_grad():
         torch.testing.assert_close(after, model(src, tgt), atol=1e-5, rtol=1e-5)
     assert not torch.allclose(before, after, atol=1e-3)
+
+
+def test_a_model_that_decoded_still_pickles_and_copies():
+    """Packed copies are opaque tensors that cannot be pickled: they must stay off the model."""
+    model, src = tiny(), rand_ids(2, 5)
+    with torch.inference_mode():
+        model.decode_step(torch.ones(2, dtype=torch.long), model.init_state(*model.encode(src)))
+    clone = pickle.loads(pickle.dumps(model))
+    copy.deepcopy(model)
+    with torch.inference_mode():
+        torch.testing.assert_close(clone(src, src), model(src, src))
 
 
 def test_shared_embedding_is_one_tensor():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import platform
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -141,17 +142,23 @@ def packed(weight: Tensor) -> Tensor:
     return torch.ops.mkldnn._reorder_linear_weight(weight, 128)
 
 
+KEPT: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple]] = weakref.WeakKeyDictionary()
+
+
 def kept(owner: nn.Module, name: str, sources: tuple[Tensor, ...], make: Callable[[], Any]) -> Any:
-    """make(), kept on `owner` as `name` until a tensor in `sources` changes, in place (an
+    """make(), kept for `owner` as `name` until a tensor in `sources` changes, in place (an
     optimizer step, load_state_dict) or its storage (.to()): for inference copies of parameters
     (fused, scaled, packed). The kept `sources` cannot free their memory for another tensor to
-    reuse meanwhile. Under autograd it always calls make(): a graph must not outlive its step."""
+    reuse meanwhile. Under autograd it always calls make(): a graph must not outlive its step.
+    Kept in KEPT, not on the module, so that pickling or copying a module never meets a packed
+    (opaque) tensor, and a copy makes its own."""
     if torch.is_grad_enabled():
         return make()
     stamp = [(t.data_ptr(), t._version) for t in sources]
-    hit = owner.__dict__.get(name)
+    store = KEPT.setdefault(owner, {})
+    hit = store.get(name)
     if hit is None or hit[1] != stamp:
-        hit = owner.__dict__[name] = (sources, stamp, make())
+        hit = store[name] = (sources, stamp, make())
     return hit[2]
 
 
@@ -160,7 +167,7 @@ class Linear(nn.Linear):
     AVX-512 CPU (fp32) with a `packed` copy of the weight, kept until the weight changes."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if ONEDNN_AVX512 and packable(self.weight) and onednn_linear_here(x, self.weight):
+        if not torch.is_grad_enabled() and onednn_linear_here(x, self.weight):  # packable too
             weight = kept(self, "_packed", (self.weight,), lambda: packed(self.weight))
             return onednn_mm(x, weight, self.bias)
         return linear(x, self.weight, self.bias)
