@@ -323,9 +323,10 @@ class EngineProcess:
     """A decoding engine alone in a process of its own, as its users run it.
 
     CTranslate2 in torch's process made torch's parallel ops 3-4x slower (layer_norm on 128 x 256:
-    20 -> 80 us) for as long as its translator lived: its translation thread drives OpenMP teams
-    too, and libgomp nearly stops spinning once it manages more threads than there are cores
-    (docs/benchmarks.md, session 9). One process per engine keeps each at its own speed.
+    20 -> 80 us) for as long as its translator lived, and CTranslate2 ran slower there too
+    (docs/benchmarks.md, session 9; probably because its translation thread drives OpenMP teams
+    of its own and libgomp spins far less once it manages more threads than cores). One process
+    per engine keeps each at its own speed.
     """
 
     def __init__(self, threads: int, build, *build_args):

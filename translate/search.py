@@ -146,8 +146,8 @@ def finished_bound(
 
     A live hypothesis with log-prob L <= 0 and step + 1 tokens finishes with length in
     [step + 2, max_len + 1]: its score is at most L / max(lp) there, plus cp <= 0. lp is
-    monotone, so that max is lp at one end: lp_last (B,) = length_penalty(max_len + 1) or
-    length_penalty(step + 2).
+    monotone, so that max is at an end: the larger of length_penalty(step + 2) and lp_last (B,)
+    = length_penalty(max_len + 1).
     """
     lp_best = lp_last.clamp(min=length_penalty(step + 2, alpha))  # (B,)
     bound = new_cum.max(dim=1).values / lp_best
