@@ -214,13 +214,16 @@ def _beam_search(
         keep = (~done).nonzero().squeeze(1)  # (Bt',)
         if keep.numel() == 0:
             break
-        rows = (torch.arange(Bt, device=dev)[:, None] * K + parent)[keep].view(-1)  # (Bt' * K,)
-        state.reorder(rows, sentences=keep if keep.numel() < Bt else None)
-        last = token[keep].view(-1)  # (Bt' * K,)
+        rows = torch.arange(Bt, device=dev)[:, None] * K + parent  # (Bt, K) parents' rows
+        dropped = keep.numel() < Bt
+        if dropped:  # some sentences are done: keep the others only
+            rows, token, cum, sent = rows[keep], token[keep], cum[keep], sent[keep]
+            max_len, threshold, lp_last = max_len[keep], threshold[keep], lp_last[keep]
+        rows, last = rows.view(-1), token.view(-1)  # (Bt' * K,)
+        state.reorder(rows, sentences=keep if dropped else None)
         hist = torch.cat([hist[rows], last[:, None]], dim=1)
-        attn_sums, src_real = attn_sums[rows], src_real[rows]
-        cum, sent, max_len, threshold = cum[keep], sent[keep], max_len[keep], threshold[keep]
-        lp_last = lp_last[keep]
+        if attn is not None:  # coverage penalty on
+            attn_sums, src_real = attn_sums[rows], src_real[rows]
     return [[(toks, score) for score, toks in hyps] for hyps in finished]
 
 
