@@ -373,9 +373,10 @@ def timed_decode(
     for r in range(rounds):
         for batch in batches:
             for e, (_, engine, single) in enumerate(engines):
-                found, s = engine([[s] for s in batch] if single else [batch], a)
-                lengths[e] += found if r == 0 else []
-                seconds[e][r] += s
+                found, took = engine([[s] for s in batch] if single else [batch], a)
+                seconds[e][r] += took
+                if r == 0:  # the same output in every round
+                    lengths[e] += found
     return [
         {
             "engine": name,

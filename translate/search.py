@@ -140,16 +140,15 @@ def beam_step(
 
 
 def finished_bound(
-    threshold: Tensor, new_cum: Tensor, step: int, max_len: Tensor, lp_last: Tensor, alpha: float
+    threshold: Tensor, new_cum: Tensor, step: int, max_len: Tensor, alpha: float
 ) -> Tensor:
     """(B,) True where no live hypothesis can beat the n-th best finished score `threshold` (B,).
 
     A live hypothesis with log-prob L <= 0 and step + 1 tokens finishes with length in
     [step + 2, max_len + 1]: its score is at most L / max(lp) there, plus cp <= 0. lp is
-    monotone, so that max is at an end: the larger of length_penalty(step + 2) and lp_last (B,)
-    = length_penalty(max_len + 1).
+    monotone, so that max is at one end of the range.
     """
-    lp_best = lp_last.clamp(min=length_penalty(step + 2, alpha))  # (B,)
+    lp_best = length_penalty(max_len + 1, alpha).clamp(min=length_penalty(step + 2, alpha))
     bound = new_cum.max(dim=1).values / lp_best
     return (threshold >= bound) | (max_len <= step)
 
@@ -188,7 +187,6 @@ def _beam_search(
     memory, src_pad = model.encode(src_ids)
     state = model.init_state(memory, src_pad)  # row = sentence * K + beam
     max_len = max_lengths(model, src_ids, max_len_a, max_len_b)  # (B,)
-    lp_last = length_penalty(max_len + 1, alpha)  # (B,) lp of the longest allowed finish
     sent = torch.arange(B, device=dev)  # original sentence of each active sentence
     cum = torch.full((B, K), float("-inf"), device=dev)  # (B, K) live log-probs
     cum[:, 0] = 0.0  # all beams start as the same empty hypothesis: keep one
@@ -210,7 +208,7 @@ def _beam_search(
         new = eos_ok & (eos_score > threshold[:, None])
         if bool(new.any()):
             _finish(new, eos_score, hist, sent, finished, threshold, n_best)
-        done = finished_bound(threshold, cum, step, max_len, lp_last, alpha)  # (Bt,)
+        done = finished_bound(threshold, cum, step, max_len, alpha)  # (Bt,)
         keep = (~done).nonzero().squeeze(1)  # (Bt',)
         if keep.numel() == 0:
             break
@@ -218,7 +216,7 @@ def _beam_search(
         dropped = keep.numel() < Bt
         if dropped:  # some sentences are done: keep the others only
             rows, token, cum, sent = rows[keep], token[keep], cum[keep], sent[keep]
-            max_len, threshold, lp_last = max_len[keep], threshold[keep], lp_last[keep]
+            max_len, threshold = max_len[keep], threshold[keep]
         rows, last = rows.view(-1), token.view(-1)  # (Bt' * K,)
         state.reorder(rows, sentences=keep if dropped else None)
         hist = torch.cat([hist[rows], last[:, None]], dim=1)
