@@ -36,27 +36,17 @@ def sinusoids(n_pos: int, dim: int) -> Tensor:
     return torch.cat([angles.sin(), angles.cos()[:, : dim - half]], dim=1).float()
 
 
-def sdpa(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    mask: Tensor | None,
-    p: float,
-    is_causal: bool,
-    scale: float | None = None,
-) -> Tensor:
+def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float, is_causal: bool) -> Tensor:
     """F.scaled_dot_product_attention (B, H, T, Dh) -> (B, H, T, Dh); on CPU always in fp32.
 
     Under CPU bf16 autocast its bf16 kernel ran the backward 8-15x slower than fp32 (torch
     2.13, Multi30k shapes; docs/benchmarks.md), which cost far more than the casts.
     """
     if q.device.type != "cpu":
-        return F.scaled_dot_product_attention(
-            q, k, v, mask, dropout_p=p, is_causal=is_causal, scale=scale
-        )
+        return F.scaled_dot_product_attention(q, k, v, mask, dropout_p=p, is_causal=is_causal)
     with torch.autocast("cpu", enabled=False):
         out = F.scaled_dot_product_attention(
-            q.float(), k.float(), v.float(), mask, dropout_p=p, is_causal=is_causal, scale=scale
+            q.float(), k.float(), v.float(), mask, dropout_p=p, is_causal=is_causal
         )
     return out.to(q.dtype)
 
@@ -218,49 +208,35 @@ class Attention(nn.Module):
         return self.heads(x, self.k_proj), self.heads(x, self.v_proj)
 
     def forward(
-        self,
-        x: Tensor,
-        kv: KV,
-        mask: Tensor | None = None,
-        is_causal: bool = False,
-        need_weights: bool = False,
-        q_weights: tuple[Tensor, Tensor] | None = None,
-    ) -> tuple[Tensor, Tensor | None]:
-        """Queries from x (N, T, D) over kv (B, H, S, Dh); mask (B, 1, 1, S) bool, True = attend.
+        self, x: Tensor, kv: KV, mask: Tensor | None = None, is_causal: bool = False
+    ) -> Tensor:
+        """Queries from x (B, T, D) over kv (B, H, S, Dh); mask (B, 1, 1, S) bool, True = attend.
+        -> (B, T, D). Decoding steps use `step` and `cross_step` instead."""
+        p = self.dropout if self.training else 0.0
+        out = sdpa(self.heads(x, self.q_proj), *kv, mask, p, is_causal)  # (B, H, T, Dh)
+        B, H, T, Dh = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(B, T, H * Dh))
 
-        N may be B * G (G beams per sentence, adjacent rows): the G query rows of a sentence
-        are folded into its query axis, so beams share one copy of the source keys/values.
-        q_weights: `step_weights(kv=False)` to project the queries with (decoding steps).
-        Returns the output (N, T, D) and, only if need_weights, head-averaged weights (N, T, S).
-        """
-        if q_weights is None:
-            q, scale = self.heads(x, self.q_proj), None  # (N, H, T, Dh); SDPA's default scale
-        else:
-            q, scale = self.split(linear(x, *q_weights)), 1.0  # scaled by 1/sqrt(Dh) already
-        k, v = kv  # (B, H, S, Dh)
-        N, H, T, Dh = q.shape
-        B = k.size(0)
-        G = N // B
-        if G > 1:  # (B, G, H, T, Dh) -> (B, H, G * T, Dh)
-            q = q.view(B, G, H, T, Dh).transpose(1, 2).reshape(B, H, G * T, Dh)
-        weights = None
-        # Explicitly when the weights are wanted (SDPA does not return them), and for one-token
-        # decoding steps on CPU, where three plain ops beat SDPA's kernel 1.5-3x.
-        if need_weights or (T == 1 and not self.training and q.device.type == "cpu"):
-            scores = q @ k.transpose(-2, -1)  # (B, H, G * T, S)
-            if scale is None:
-                scores = scores / math.sqrt(Dh)
-            if mask is not None:
-                scores = scores.masked_fill(~mask, float("-inf"))
-            probs = scores.softmax(dim=-1)
-            out = probs @ v  # (B, H, G * T, Dh)
-            if need_weights:
-                weights = probs.mean(dim=1).view(N, T, -1)  # (N, T, S)
-        else:
-            p = self.dropout if self.training else 0.0
-            out = sdpa(q, k, v, mask, p, is_causal, scale)
-        out = out.view(B, H, G, T, Dh).permute(0, 2, 3, 1, 4)  # (B, G, T, H, Dh)
-        return self.out_proj(out.reshape(N, T, H * Dh)), weights  # (N, T, D)
+    def cross_step(
+        self, x: Tensor, state: DecoderState, layer: int, need_weights: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """Attention of one new token per row, x (N, 1, D), over the source keys (transposed)
+        and values in `state`, which the G beams of a sentence share: their queries are folded
+        into one (G, Dh) block per sentence and head. Plain matmuls and softmax: SDPA's CPU
+        kernel ran such one-token steps 1.5-3x slower, and it does not return the weights.
+        Returns the output (N, 1, D) and, only if need_weights, the head-averaged weights
+        (N, 1, S)."""
+        N, _, D = x.shape
+        kt, v = state.cross_kv[layer]  # (B, H, Dh, S), (B, H, S, Dh)
+        B, H, Dh, S = kt.shape
+        q = linear(x, *state.cross_weights[layer]).view(B, N // B, H, Dh).transpose(1, 2)
+        scores = q @ kt  # (B, H, G, S); q is scaled by 1/sqrt(Dh) already
+        if state.mask is not None:
+            scores = scores.masked_fill(~state.mask, float("-inf"))
+        probs = scores.softmax(dim=-1)
+        out = (probs @ v).transpose(1, 2).reshape(N, 1, D)  # (B, G, H, Dh) -> (N, 1, D)
+        weights = probs.mean(dim=1).view(N, 1, S) if need_weights else None
+        return self.out_proj(out), weights
 
     def step(self, x: Tensor, state: DecoderState, layer: int) -> Tensor:
         """Self-attention of one new token per row, x (N, 1, D), over the cached steps and
@@ -338,40 +314,32 @@ class Layer(nn.Module):
     def encode(self, x: Tensor, mask: Tensor | None) -> Tensor:
         """x (B, S, D), mask (B, 1, 1, S) -> (B, S, D)."""
         h = self.pre(x, self.self_attn_layer_norm)
-        x = self.post(
-            x, self.self_attn(h, self.self_attn.kv(h), mask)[0], self.self_attn_layer_norm
-        )
+        x = self.post(x, self.self_attn(h, self.self_attn.kv(h), mask), self.self_attn_layer_norm)
         return self.ffn(x)
 
-    def decode(
-        self,
-        x: Tensor,
-        cross_kv: KV,
-        mask: Tensor | None,
-        state: DecoderState | None = None,
-        layer: int = 0,
-        need_attn: bool = False,
-    ) -> tuple[Tensor, Tensor | None]:
-        """x (N, T, D): the whole target (teacher forcing, state None), or one new token per row
-        (N = sentences x beams) whose self-attention reads and extends `state`'s cache.
-
-        Returns the output (N, T, D) and (if need_attn) the head-averaged cross-attention
-        weights (N, T, S).
-        """
+    def decode(self, x: Tensor, cross_kv: KV, mask: Tensor | None) -> Tensor:
+        """Teacher forcing: x (B, T, D) the whole target, cross_kv the source's keys/values
+        (B, H, S, Dh), mask (B, 1, 1, S) -> (B, T, D)."""
         h = self.pre(x, self.self_attn_layer_norm)
-        if state is None:
-            # Causal, and no key padding mask is needed: the target is right-padded, so a real
-            # query never sees a pad key through the causal mask, and pad queries produce
-            # garbage that the loss ignores. This keeps the GPU flash kernel usable.
-            out, _ = self.self_attn(h, self.self_attn.kv(h), is_causal=True)
-        else:
-            out = self.self_attn.step(h, state, layer)
+        # Causal, and no key padding mask is needed: the target is right-padded, so a real query
+        # never sees a pad key through the causal mask, and pad queries produce garbage that the
+        # loss ignores. This keeps the GPU flash kernel usable.
+        out = self.self_attn(h, self.self_attn.kv(h), is_causal=True)
         x = self.post(x, out, self.self_attn_layer_norm)
         h = self.pre(x, self.encoder_attn_layer_norm)
-        q_weights = None if state is None else state.cross_weights[layer]
-        out, attn = self.encoder_attn(
-            h, cross_kv, mask, need_weights=need_attn, q_weights=q_weights
-        )
+        x = self.post(x, self.encoder_attn(h, cross_kv, mask), self.encoder_attn_layer_norm)
+        return self.ffn(x)
+
+    def step(
+        self, x: Tensor, state: DecoderState, layer: int, need_attn: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """A decoding step: x (N, 1, D), one new token per row (N = sentences x beams), whose
+        self-attention reads and extends `state`'s cache. Returns the output (N, 1, D) and (if
+        need_attn) the head-averaged cross-attention weights (N, 1, S)."""
+        h = self.pre(x, self.self_attn_layer_norm)
+        x = self.post(x, self.self_attn.step(h, state, layer), self.self_attn_layer_norm)
+        h = self.pre(x, self.encoder_attn_layer_norm)
+        out, attn = self.encoder_attn.cross_step(h, state, layer, need_attn)
         x = self.post(x, out, self.encoder_attn_layer_norm)
         return self.ffn(x), attn
 
@@ -398,7 +366,7 @@ class DecoderState:
     rewrites that small table (see beam_attention).
     """
 
-    cross_kv: list[KV]  # per layer, (B, H, S, Dh)
+    cross_kv: list[KV]  # per layer, keys (B, H, Dh, S) and values (B, H, S, Dh)
     mask: Tensor | None  # (B, 1, 1, S) bool, True = real source token; None when nothing is padded
     self_kv: list[KV | None]  # per layer, keys (B, H, Dh, cap * G) and values (B, H, cap * G, Dh)
     self_weights: list[tuple[Tensor, Tensor]]  # per layer, self_attn.step_weights(kv=True)
@@ -415,7 +383,7 @@ class DecoderState:
         (B, H, (step + 1) * G, Dh). Transposed keys make beam_attention's q @ keys read them
         row by row: 1.5-2x faster than q @ k.transpose(-2, -1) once they are out of the CPU's
         caches, as they are between steps (docs/benchmarks.md)."""
-        B, H, _, Dh = self.cross_kv[layer][0].shape  # (B, H, S, Dh)
+        B, H, Dh, _ = self.cross_kv[layer][0].shape  # (B, H, Dh, S)
         G, t = self.G, self.step
         n = (t + 1) * G
         if self.self_kv[layer] is None or self.self_kv[layer][1].size(2) < n:
@@ -505,7 +473,7 @@ class Transformer(nn.Module):
         mask = ~src_pad[:, None, None, :]  # (B, 1, 1, S)
         x = self.embed(tgt_in)
         for layer in self.decoder.layers:
-            x, _ = layer.decode(x, layer.encoder_attn.kv(memory), mask)
+            x = layer.decode(x, layer.encoder_attn.kv(memory), mask)
         return self.logits(self.decoder.norm(x))
 
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
@@ -519,11 +487,12 @@ class Transformer(nn.Module):
         memory (B, S, D), src_pad (B, S). decode_step may then feed B * beams rows (beams of a
         sentence adjacent); all beams of a sentence read the same K/V.
         """
-        # Contiguous once here, or every step's matmuls would copy these transposed views.
-        cross_kv = [
-            tuple(t.contiguous() for t in layer.encoder_attn.kv(memory))  # (B, H, S, Dh)
-            for layer in self.decoder.layers
-        ]
+        # Keys transposed, (B, H, Dh, S), so that the steps' q @ keys reads them row by row (as
+        # in DecoderState.write); both contiguous once here, not copied by every step's matmuls.
+        cross_kv = []
+        for layer in self.decoder.layers:
+            k, v = layer.encoder_attn.kv(memory)  # (B, H, S, Dh)
+            cross_kv.append((k.transpose(-2, -1).contiguous(), v.contiguous()))
         mask = ~src_pad[:, None, None, :] if bool(src_pad.any()) else None  # (B, 1, 1, S)
         layers = self.decoder.layers
         return DecoderState(
@@ -564,7 +533,7 @@ class Transformer(nn.Module):
         attn = None
         last = len(self.decoder.layers) - 1
         for i, layer in enumerate(self.decoder.layers):
-            x, a = layer.decode(x, state.cross_kv[i], state.mask, state, i, need_attn and i == last)
+            x, a = layer.step(x, state, i, need_attn and i == last)
             attn = a if a is not None else attn
         state.step += 1
         logits = self.logits(self.decoder.norm(x), state.out_weight)[:, 0]  # (N, V)
