@@ -156,11 +156,23 @@ class Linear(nn.Linear):
     """nn.Linear (same parameters and names) whose forward is `linear`; for inference on an
     AVX-512 CPU (fp32) with a `packed` copy of the weight, kept until the weight changes."""
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, residual: Tensor | None = None, relu: bool = False) -> Tensor:
+        """x (..., in) -> (..., out), then relu if asked, then + residual (..., out) if given.
+        With a packed weight oneDNN applies either inside the GEMM (a post-op), not as an op of
+        its own."""
         if not torch.is_grad_enabled() and onednn_linear_here(x, self.weight):  # packable too
             weight = kept(self, "_packed", (self.weight,), lambda: packed(self.weight))
-            return onednn_mm(x, weight, self.bias)
-        return linear(x, self.weight, self.bias)
+            if residual is None:
+                act = "relu" if relu else "none"
+                return torch.ops.mkldnn._linear_pointwise(x, weight, self.bias, act, [], "")
+            if not relu:
+                add = torch.ops.mkldnn._linear_pointwise.binary
+                return add(x, residual, weight, self.bias, "add")
+            out = onednn_mm(x, weight, self.bias)
+        else:
+            out = linear(x, self.weight, self.bias)
+        out = F.relu(out) if relu else out
+        return out if residual is None else out + residual
 
 
 class Attention(nn.Module):
@@ -208,46 +220,59 @@ class Attention(nn.Module):
         return self.heads(x, self.k_proj), self.heads(x, self.v_proj)
 
     def forward(
-        self, x: Tensor, kv: KV, mask: Tensor | None = None, is_causal: bool = False
+        self,
+        x: Tensor,
+        kv: KV,
+        mask: Tensor | None = None,
+        is_causal: bool = False,
+        residual: Tensor | None = None,
     ) -> Tensor:
         """Queries from x (B, T, D) over kv (B, H, S, Dh); mask (B, 1, 1, S) bool, True = attend.
-        -> (B, T, D). Decoding steps use `step` and `cross_step` instead."""
+        -> (B, T, D), plus residual if given (added by out_proj). Decoding steps use `step` and
+        `cross_step` instead."""
         p = self.dropout if self.training else 0.0
         out = sdpa(self.heads(x, self.q_proj), *kv, mask, p, is_causal)  # (B, H, T, Dh)
         B, H, T, Dh = out.shape
-        return self.out_proj(out.transpose(1, 2).reshape(B, T, H * Dh))
+        return self.out_proj(out.transpose(1, 2).reshape(B, T, H * Dh), residual)
 
     def cross_step(
-        self, x: Tensor, state: DecoderState, layer: int, need_weights: bool = False
+        self,
+        x: Tensor,
+        state: DecoderState,
+        layer: int,
+        need_weights: bool = False,
+        residual: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Attention of one new token per row, x (N, 1, D), over the source keys (transposed)
         and values in `state`, which the G beams of a sentence share: their queries are folded
         into one (G, Dh) block per sentence and head. Plain matmuls and softmax: SDPA's CPU
         kernel ran such one-token steps 1.5-3x slower, and it does not return the weights.
-        Returns the output (N, 1, D) and, only if need_weights, the head-averaged weights
-        (N, 1, S)."""
+        Returns the output (N, 1, D), plus residual if given, and, only if need_weights, the
+        head-averaged weights (N, 1, S)."""
         N, _, D = x.shape
         kt, v = state.cross_kv[layer]  # (B, H, Dh, S), (B, H, S, Dh)
         B, H, Dh, S = kt.shape
         q = linear(x, *state.cross_weights[layer]).view(B, N // B, H, Dh).transpose(1, 2)
         scores = q @ kt  # (B, H, G, S); q is scaled by 1/sqrt(Dh) already
-        if state.mask is not None:
-            scores = scores.masked_fill(~state.mask, float("-inf"))
+        if state.pad_bias is not None:
+            scores += state.pad_bias
         probs = scores.softmax(dim=-1)
         out = (probs @ v).transpose(1, 2).reshape(N, 1, D)  # (B, G, H, Dh) -> (N, 1, D)
         weights = probs.mean(dim=1).view(N, 1, S) if need_weights else None
-        return self.out_proj(out), weights
+        return self.out_proj(out, residual), weights
 
-    def step(self, x: Tensor, state: DecoderState, layer: int) -> Tensor:
+    def step(
+        self, x: Tensor, state: DecoderState, layer: int, residual: Tensor | None = None
+    ) -> Tensor:
         """Self-attention of one new token per row, x (N, 1, D), over the cached steps and
-        itself; stores its keys/values in `state`. -> (N, 1, D)."""
+        itself; stores its keys/values in `state`. -> (N, 1, D), plus residual if given."""
         N, _, D = x.shape
         q, k, v = linear(x, *state.self_weights[layer]).split(D, dim=-1)  # (N, 1, D) each
         k, v = state.write(layer, k, v)  # (B, H, Dh, (t + 1) * G), (B, H, (t + 1) * G, Dh)
         B, H, G = k.size(0), self.n_heads, state.G
         q = q.view(B, G, H, D // H).transpose(1, 2)  # (B, H, G, Dh), scaled by 1/sqrt(Dh)
         out = beam_attention(q, k, v, state.ancestry)  # (B, H, G, Dh)
-        return self.out_proj(out.transpose(1, 2).reshape(N, 1, D))  # (N, 1, D)
+        return self.out_proj(out.transpose(1, 2).reshape(N, 1, D), residual)  # (N, 1, D)
 
 
 def beam_attention(q: Tensor, kt: Tensor, v: Tensor, ancestry: Tensor | None) -> Tensor:
@@ -300,21 +325,30 @@ class Layer(nn.Module):
         """A sublayer's input: norm(x) for pre-norm, x for post-LN."""
         return norm(x) if self.pre_norm else x
 
+    def add(self, x: Tensor) -> Tensor | None:
+        """The residual x for a sublayer's last linear layer to add in eval, where dropout is
+        the identity (one op fewer per sublayer); None in training, where `post` adds it after
+        dropout."""
+        return None if self.training else x
+
     def post(self, x: Tensor, out: Tensor, norm: nn.LayerNorm) -> Tensor:
-        """Residual with dropout on the sublayer output; post-LN normalizes after the sum."""
-        x = x + self.dropout(out)
-        return x if self.pre_norm else norm(x)
+        """The residual sum, x + dropout(out) in training and out in eval (where it holds x
+        already, see `add`); post-LN normalizes after the sum."""
+        if self.training:
+            out = x + self.dropout(out)
+        return out if self.pre_norm else norm(out)
 
     def ffn(self, x: Tensor) -> Tensor:
-        h = self.pre(x, self.final_layer_norm)
+        h = self.fc1(self.pre(x, self.final_layer_norm), relu=True)
         return self.post(
-            x, self.fc2(self.activation_dropout(F.relu(self.fc1(h)))), self.final_layer_norm
+            x, self.fc2(self.activation_dropout(h), self.add(x)), self.final_layer_norm
         )
 
     def encode(self, x: Tensor, mask: Tensor | None) -> Tensor:
         """x (B, S, D), mask (B, 1, 1, S) -> (B, S, D)."""
         h = self.pre(x, self.self_attn_layer_norm)
-        x = self.post(x, self.self_attn(h, self.self_attn.kv(h), mask), self.self_attn_layer_norm)
+        out = self.self_attn(h, self.self_attn.kv(h), mask, residual=self.add(x))
+        x = self.post(x, out, self.self_attn_layer_norm)
         return self.ffn(x)
 
     def decode(self, x: Tensor, cross_kv: KV, mask: Tensor | None) -> Tensor:
@@ -324,10 +358,11 @@ class Layer(nn.Module):
         # Causal, and no key padding mask is needed: the target is right-padded, so a real query
         # never sees a pad key through the causal mask, and pad queries produce garbage that the
         # loss ignores. This keeps the GPU flash kernel usable.
-        out = self.self_attn(h, self.self_attn.kv(h), is_causal=True)
+        out = self.self_attn(h, self.self_attn.kv(h), is_causal=True, residual=self.add(x))
         x = self.post(x, out, self.self_attn_layer_norm)
         h = self.pre(x, self.encoder_attn_layer_norm)
-        x = self.post(x, self.encoder_attn(h, cross_kv, mask), self.encoder_attn_layer_norm)
+        out = self.encoder_attn(h, cross_kv, mask, residual=self.add(x))
+        x = self.post(x, out, self.encoder_attn_layer_norm)
         return self.ffn(x)
 
     def step(
@@ -337,9 +372,10 @@ class Layer(nn.Module):
         self-attention reads and extends `state`'s cache. Returns the output (N, 1, D) and (if
         need_attn) the head-averaged cross-attention weights (N, 1, S)."""
         h = self.pre(x, self.self_attn_layer_norm)
-        x = self.post(x, self.self_attn.step(h, state, layer), self.self_attn_layer_norm)
+        out = self.self_attn.step(h, state, layer, self.add(x))
+        x = self.post(x, out, self.self_attn_layer_norm)
         h = self.pre(x, self.encoder_attn_layer_norm)
-        out, attn = self.encoder_attn.cross_step(h, state, layer, need_attn)
+        out, attn = self.encoder_attn.cross_step(h, state, layer, need_attn, self.add(x))
         x = self.post(x, out, self.encoder_attn_layer_norm)
         return self.ffn(x), attn
 
@@ -367,7 +403,7 @@ class DecoderState:
     """
 
     cross_kv: list[KV]  # per layer, keys (B, H, Dh, S) and values (B, H, S, Dh)
-    mask: Tensor | None  # (B, 1, 1, S) bool, True = real source token; None when nothing is padded
+    pad_bias: Tensor | None  # (B, 1, 1, S): 0 at real source tokens, -inf at pads; None if no pads
     self_kv: list[KV | None]  # per layer, keys (B, H, Dh, cap * G) and values (B, H, cap * G, Dh)
     self_weights: list[tuple[Tensor, Tensor]]  # per layer, self_attn.step_weights(kv=True)
     cross_weights: list[tuple[Tensor, Tensor]]  # per layer, encoder_attn.step_weights(kv=False)
@@ -407,7 +443,7 @@ class DecoderState:
         if sentences is not None:
             self.cross_kv = [(k[sentences], v[sentences]) for k, v in self.cross_kv]
             self.self_kv = [kv and (kv[0][sentences], kv[1][sentences]) for kv in self.self_kv]
-            self.mask = None if self.mask is None else self.mask[sentences]
+            self.pad_bias = None if self.pad_bias is None else self.pad_bias[sentences]
 
 
 class Transformer(nn.Module):
@@ -493,11 +529,14 @@ class Transformer(nn.Module):
         for layer in self.decoder.layers:
             k, v = layer.encoder_attn.kv(memory)  # (B, H, S, Dh)
             cross_kv.append((k.transpose(-2, -1).contiguous(), v.contiguous()))
-        mask = ~src_pad[:, None, None, :] if bool(src_pad.any()) else None  # (B, 1, 1, S)
+        pad_bias = None
+        if bool(src_pad.any()):  # added to the scores: one in-place op instead of masked_fill
+            pad = src_pad[:, None, None, :]  # (B, 1, 1, S)
+            pad_bias = memory.new_zeros(pad.shape).masked_fill_(pad, float("-inf"))
         layers = self.decoder.layers
         return DecoderState(
             cross_kv,
-            mask,
+            pad_bias,
             self_kv=[None] * len(layers),
             self_weights=[layer.self_attn.step_weights(kv=True) for layer in layers],
             cross_weights=[layer.encoder_attn.step_weights(kv=False) for layer in layers],
