@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import pytest
+import torch
 
 import translate.translator as translator_mod
 from translate.translator import Translator, clean_line, one_line
@@ -40,6 +44,43 @@ def test_batched_equals_one_at_a_time_in_input_order(translator, beam):
     assert batched == single
     assert batched[1] == "" and batched[4] == ""
     assert all(isinstance(t, str) and "\n" not in t for t in batched)
+
+
+@pytest.fixture
+def two_threads():
+    """torch on 2 threads for the test (batch_map decodes that many batches at once)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_batches_decode_at_once_on_one_thread_each(translator, monkeypatch, two_threads):
+    """On CPU several batches decode at once, each op on one thread; the results equal one
+    batch at a time, and torch's thread count comes back."""
+    calls, search = [], translator_mod.beam_search
+
+    def spy(*args, **kwargs):
+        calls.append((threading.current_thread().name, torch.get_num_threads()))
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(translator_mod, "beam_search", spy)
+    at_once = translator.translate(INPUTS, beam=3, batch_tokens=20)
+    assert len(calls) > 2 and torch.get_num_threads() == 2
+    assert all(name.startswith("translate") and n == 1 for name, n in calls)
+    one_by_one = lambda device, n: contextlib.nullcontext(map)  # noqa: E731
+    monkeypatch.setattr(translator_mod, "batch_map", one_by_one)
+    assert translator.translate(INPUTS, beam=3, batch_tokens=20) == at_once
+
+
+def test_a_failing_batch_raises_and_restores_threads(translator, monkeypatch, two_threads):
+    def fail(*args, **kwargs):
+        raise RuntimeError("simulated out of memory")
+
+    monkeypatch.setattr(translator_mod, "beam_search", fail)
+    with pytest.raises(RuntimeError, match="simulated"):
+        translator.translate(INPUTS, beam=3, batch_tokens=20)
+    assert torch.get_num_threads() == 2
 
 
 def test_empty_lines_never_reach_the_model(translator, monkeypatch):

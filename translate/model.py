@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import platform
+import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -133,6 +134,7 @@ def packed(weight: Tensor) -> Tensor:
 
 
 KEPT: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple]] = weakref.WeakKeyDictionary()
+KEPT_LOCK = threading.Lock()
 
 
 def kept(owner: nn.Module, name: str, sources: tuple[Tensor, ...], make: Callable[[], Any]) -> Any:
@@ -145,10 +147,11 @@ def kept(owner: nn.Module, name: str, sources: tuple[Tensor, ...], make: Callabl
     if torch.is_grad_enabled():
         return make()
     stamp = [(t.data_ptr(), t._version) for t in sources]
-    store = KEPT.setdefault(owner, {})
-    hit = store.get(name)
-    if hit is None or hit[1] != stamp:
-        hit = store[name] = (sources, stamp, make())
+    with KEPT_LOCK:  # threads decoding at once (translate.translator.batch_map) make it once
+        store = KEPT.setdefault(owner, {})
+        hit = store.get(name)
+        if hit is None or hit[1] != stamp:
+            hit = store[name] = (sources, stamp, make())
     return hit[2]
 
 
