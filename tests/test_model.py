@@ -65,6 +65,19 @@ def test_padding_does_not_change_outputs(pre_norm):
     torch.testing.assert_close(batch[1], model(src_b, tgt_b)[0], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("pre_norm", [False, True])
+def test_eval_equals_training_mode_without_dropout(pre_norm):
+    """In eval the sublayers' last linear layers add the residual themselves (oneDNN post-ops);
+    with dropout 0 that must give training mode's outputs, with and without autograd."""
+    model, src, tgt = tiny(pre_norm), rand_ids(3, 6), rand_ids(3, 5)
+    src[1, 4:] = 0
+    train_out = model.train()(src, tgt)
+    model.eval()
+    torch.testing.assert_close(model(src, tgt), train_out, atol=1e-5, rtol=1e-5)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(src, tgt), train_out, atol=1e-5, rtol=1e-5)
+
+
 def test_decoder_cannot_see_the_future():
     model = tiny()
     src, tgt = rand_ids(2, 6), rand_ids(2, 8)

@@ -134,7 +134,7 @@ def packed(weight: Tensor) -> Tensor:
 
 
 KEPT: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple]] = weakref.WeakKeyDictionary()
-KEPT_LOCK = threading.Lock()
+KEPT_LOCK = threading.RLock()
 
 
 def kept(owner: nn.Module, name: str, sources: tuple[Tensor, ...], make: Callable[[], Any]) -> Any:
