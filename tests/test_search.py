@@ -180,3 +180,29 @@ def test_beam_search_with_block_topk_equals_plain_topk(monkeypatch):
     blocked = beam_search(model, src, beam=4, max_len_b=8, n_best=4)
     monkeypatch.setattr(translate.search, "topk_blocks", lambda x, k: x.topk(k, dim=1))
     assert beam_search(model, src, beam=4, max_len_b=8, n_best=4) == blocked
+
+
+def test_stop_at_current_length_takes_fewer_steps(monkeypatch):
+    """stop="current" (HF's heuristic) drops sentences no later than the exact rule, sooner under
+    a length penalty, and is the exact rule when lp is constant (alpha 0)."""
+    model, src = tiny(vocab=12, seed=3), sources(12, [5, 3, 6, 4])
+    steps = []
+    decode_step = Transformer.decode_step
+
+    def counted(self, *args, **kwargs):
+        steps[-1] += 1
+        return decode_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Transformer, "decode_step", counted)
+
+    def search(alpha, stop):
+        steps.append(0)
+        return beam_search(model, src, beam=4, alpha=alpha, max_len_b=20, stop=stop)
+
+    assert search(0.0, "current") == search(0.0, "exact") and steps[-2] == steps[-1]
+    current, exact = search(1.0, "current"), search(1.0, "exact")
+    assert steps[-2] < steps[-1]
+    for c, e in zip(current, exact, strict=True):
+        assert c[0][1] <= e[0][1] + 1e-6  # the exact rule's best is never worse
+    with pytest.raises(ValueError, match="stop"):
+        beam_search(model, src, stop="early")

@@ -119,6 +119,8 @@ def test_bad_options_are_value_errors(translator):
         translator.translate(["Hallo"], beam=2, n_best=3)
     with pytest.raises(ValueError, match="beam"):
         translator.translate(["Hallo"], beam=0)
+    with pytest.raises(ValueError, match="stop"):
+        translator.translate(["Hallo"], beam=1, stop="early")
     with pytest.raises(TypeError, match="list"):
         translator.translate("Hallo")
     with pytest.raises(ValueError, match="fp16"):

@@ -40,11 +40,17 @@ def add_decode_args(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--max-len-b", metavar="B", type=int)
     g.add_argument("--batch-tokens", metavar="N", type=int, help="padded source tokens per batch")
+    g.add_argument(
+        "--stop",
+        choices=["exact", "current"],
+        help="drop a sentence once no live hypothesis can beat its finished ones (exact), or once "
+        "the best would not if it ended next (current: faster, may miss a longer better one)",
+    )
 
 
 def decode_options(args: argparse.Namespace) -> dict:
     """Keyword arguments for Translator.translate (None means: the checkpoint's default)."""
-    names = ("beam", "alpha", "beta", "max_len_a", "max_len_b", "batch_tokens")
+    names = ("beam", "alpha", "beta", "max_len_a", "max_len_b", "batch_tokens", "stop")
     return {name: getattr(args, name) for name in names}
 
 

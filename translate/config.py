@@ -87,6 +87,7 @@ class DecodeConfig:
     max_len_a: float = 1.0  # output at most a * source length + b tokens
     max_len_b: int = 50
     batch_tokens: int = 4096
+    stop: str = "exact"  # exact | current: when beam search drops a sentence (translate.search)
 
 
 @dataclass
@@ -204,6 +205,7 @@ def _validate(cfg: Config) -> None:
         "train.compile": (cfg.train.compile, ("auto", "on", "off")),
         "train.device": (cfg.train.device, ("auto", "cpu", "cuda")),
         "train.decay": (cfg.train.decay, ("rsqrt", "linear", "cosine")),
+        "decode.stop": (cfg.decode.stop, ("exact", "current")),
     }
     for name, (value, allowed) in choices.items():
         if value not in allowed:

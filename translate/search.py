@@ -20,6 +20,7 @@ from data_prep import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from translate.model import Transformer
 
 NEVER_EMITTED = (PAD_ID, BOS_ID, UNK_ID)  # eos is the only special token a hypothesis may end with
+STOPS = ("exact", "current")  # when beam search drops a sentence: see finished_bound
 
 
 def length_penalty(length: Tensor | int, alpha: float) -> Tensor | float:
@@ -140,15 +141,24 @@ def beam_step(
 
 
 def finished_bound(
-    threshold: Tensor, new_cum: Tensor, step: int, max_len: Tensor, alpha: float
+    threshold: Tensor,
+    new_cum: Tensor,
+    step: int,
+    max_len: Tensor,
+    alpha: float,
+    stop: str = "exact",
 ) -> Tensor:
-    """(B,) True where no live hypothesis can beat the n-th best finished score `threshold` (B,).
+    """(B,) True where a sentence is done: with stop="exact", no live hypothesis can beat the
+    n-th best finished score `threshold` (B,); with "current", the best live one would not beat
+    it if it ended next (HF's heuristic: fewer steps, but it may miss a longer, better one).
 
     A live hypothesis with log-prob L <= 0 and step + 1 tokens finishes with length in
     [step + 2, max_len + 1]: its score is at most L / max(lp) there, plus cp <= 0. lp is
-    monotone, so that max is at one end of the range.
+    monotone, so that max is at one end of the range; "current" takes lp(step + 2).
     """
-    lp_best = length_penalty(max_len + 1, alpha).clamp(min=length_penalty(step + 2, alpha))
+    lp_best = length_penalty(step + 2, alpha)
+    if stop == "exact":
+        lp_best = length_penalty(max_len + 1, alpha).clamp(min=lp_best)
     bound = new_cum.max(dim=1).values / lp_best
     return (threshold >= bound) | (max_len <= step)
 
@@ -162,14 +172,20 @@ def beam_search(
     max_len_a: float = 1.0,
     max_len_b: int = 50,
     n_best: int = 1,
+    stop: str = "exact",
 ) -> list[list[tuple[list[int], float]]]:
     """Beam search over src_ids (B, S) (rows = ids + [eos], right-padded) -> per sentence the
     n_best (token ids without bos/eos, GNMT score) best first. All sentences x beams decode as
-    one batch; a sentence leaves the batch once no live hypothesis can beat its finished ones."""
+    one batch; a sentence leaves the batch once no live hypothesis can beat its finished ones
+    (stop="exact"), or once the best live one ending next would not (stop="current", faster;
+    see finished_bound)."""
     if beam < 1 or n_best < 1:
         raise ValueError(f"beam ({beam}) and n_best ({n_best}) must be at least 1")
+    if stop not in STOPS:
+        raise ValueError(f"stop must be one of {', '.join(STOPS)}; got '{stop}'")
     with _inference(model):
-        return _beam_search(model, src_ids, beam, alpha, beta, max_len_a, max_len_b, n_best)
+        args = (beam, alpha, beta, max_len_a, max_len_b, n_best, stop)
+        return _beam_search(model, src_ids, *args)
 
 
 def _beam_search(
@@ -181,6 +197,7 @@ def _beam_search(
     max_len_a: float,
     max_len_b: int,
     n_best: int,
+    stop: str,
 ) -> list[list[tuple[list[int], float]]]:
     """The beam loop: live beams ranked by log-prob, finished ones by GNMT score (see top)."""
     dev, B = src_ids.device, src_ids.size(0)
@@ -208,7 +225,7 @@ def _beam_search(
         new = eos_ok & (eos_score > threshold[:, None])
         if bool(new.any()):
             _finish(new, eos_score, hist, sent, finished, threshold, n_best)
-        done = finished_bound(threshold, cum, step, max_len, alpha)  # (Bt,)
+        done = finished_bound(threshold, cum, step, max_len, alpha, stop)  # (Bt,)
         keep = (~done).nonzero().squeeze(1)  # (Bt',)
         if keep.numel() == 0:
             break

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from data_prep import EOS_ID, PAD_ID, sorted_batches
 from translate.checkpoint import load_model
 from translate.config import Config
-from translate.search import beam_search, greedy_search
+from translate.search import STOPS, beam_search, greedy_search
 
 Hypotheses = list[tuple[str, float]]  # n-best (translation, score), best first
 
@@ -125,6 +125,7 @@ class Translator:
         n_best: int = 1,
         batch_tokens: int | None = None,
         progress: bool = False,
+        stop: str | None = None,
     ) -> list[str] | list[Hypotheses]:
         """Translate sentences; options left as None come from the checkpoint's `decode` section.
 
@@ -141,9 +142,10 @@ class Translator:
             beta=d.beta if beta is None else beta,
             max_len_a=d.max_len_a if max_len_a is None else max_len_a,
             max_len_b=d.max_len_b if max_len_b is None else max_len_b,
+            stop=d.stop if stop is None else stop,
         )
         batch_tokens = d.batch_tokens if batch_tokens is None else batch_tokens
-        _check_options(opts["beam"], n_best, batch_tokens)
+        _check_options(opts["beam"], n_best, batch_tokens, opts["stop"])
         results = self._translate_all(list(texts), opts, n_best, batch_tokens, progress)
         return [hyps[0][0] for hyps in results] if n_best == 1 else results
 
@@ -210,10 +212,12 @@ class Translator:
         return (out + out[-1:] * n_best)[:n_best]  # exactly n_best, even if the search found fewer
 
 
-def _check_options(beam: int, n_best: int, batch_tokens: int) -> None:
+def _check_options(beam: int, n_best: int, batch_tokens: int, stop: str) -> None:
     if beam < 1:
         raise ValueError(f"beam must be at least 1; got {beam}")
     if not 1 <= n_best <= beam:
         raise ValueError(f"n_best must be between 1 and the beam size ({beam}); got {n_best}")
     if batch_tokens < 1:
         raise ValueError(f"batch_tokens must be positive; got {batch_tokens}")
+    if stop not in STOPS:
+        raise ValueError(f"stop must be one of {', '.join(STOPS)}; got '{stop}'")
