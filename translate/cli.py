@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from translate.config import STOPS  # no torch: --help stays quick
+
 if TYPE_CHECKING:
     from translate.translator import Translator
 
@@ -42,7 +44,7 @@ def add_decode_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-tokens", metavar="N", type=int, help="padded source tokens per batch")
     g.add_argument(
         "--stop",
-        choices=["exact", "current"],
+        choices=STOPS,
         help="drop a sentence once no live hypothesis can beat its finished ones (exact), or once "
         "the best would not if it ended next (current: faster, may miss a longer better one)",
     )

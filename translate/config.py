@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+STOPS = ("exact", "current")  # decode.stop; see translate.search.finished_bound
+
 
 class ConfigError(ValueError):
     """A config problem the user can fix; the message says what and how."""
@@ -87,7 +89,7 @@ class DecodeConfig:
     max_len_a: float = 1.0  # output at most a * source length + b tokens
     max_len_b: int = 50
     batch_tokens: int = 4096
-    stop: str = "exact"  # exact | current: when beam search drops a sentence (translate.search)
+    stop: str = "exact"  # one of STOPS: when beam search drops a sentence (translate.search)
 
 
 @dataclass
@@ -205,7 +207,7 @@ def _validate(cfg: Config) -> None:
         "train.compile": (cfg.train.compile, ("auto", "on", "off")),
         "train.device": (cfg.train.device, ("auto", "cpu", "cuda")),
         "train.decay": (cfg.train.decay, ("rsqrt", "linear", "cosine")),
-        "decode.stop": (cfg.decode.stop, ("exact", "current")),
+        "decode.stop": (cfg.decode.stop, STOPS),
     }
     for name, (value, allowed) in choices.items():
         if value not in allowed:

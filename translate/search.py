@@ -17,10 +17,10 @@ import torch
 from torch import Tensor
 
 from data_prep import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from translate.config import STOPS
 from translate.model import Transformer
 
 NEVER_EMITTED = (PAD_ID, BOS_ID, UNK_ID)  # eos is the only special token a hypothesis may end with
-STOPS = ("exact", "current")  # when beam search drops a sentence: see finished_bound
 
 
 def length_penalty(length: Tensor | int, alpha: float) -> Tensor | float:
@@ -184,8 +184,7 @@ def beam_search(
     if stop not in STOPS:
         raise ValueError(f"stop must be one of {', '.join(STOPS)}; got '{stop}'")
     with _inference(model):
-        args = (beam, alpha, beta, max_len_a, max_len_b, n_best, stop)
-        return _beam_search(model, src_ids, *args)
+        return _beam_search(model, src_ids, beam, alpha, beta, max_len_a, max_len_b, n_best, stop)
 
 
 def _beam_search(

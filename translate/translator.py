@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 from data_prep import EOS_ID, PAD_ID, sorted_batches
 from translate.checkpoint import load_model
-from translate.config import Config
-from translate.search import STOPS, beam_search, greedy_search
+from translate.config import STOPS, Config
+from translate.search import beam_search, greedy_search
 
 Hypotheses = list[tuple[str, float]]  # n-best (translation, score), best first
 
