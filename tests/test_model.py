@@ -19,6 +19,7 @@ from translate.model import (
     Transformer,
     kept,
     linear,
+    matmul,
     onednn_linear_here,
     sdpa,
     sinusoids,
@@ -212,6 +213,17 @@ def test_linear_takes_onednn_only_for_fp32_without_autocast_or_compile(monkeypat
         assert not onednn_linear_here(x, w)
         assert linear(x, w).dtype == torch.bfloat16  # autocast's cast, as F.linear
     assert torch.allclose(linear(x, w), F.linear(x, w), atol=1e-5)
+
+
+def test_step_matmul_equals_torch_on_views_and_keeps_autograd():
+    q = torch.randn(3, 5, 4, 8).transpose(1, 2)  # (3, 4, 5, 8), strided as in a decoding step
+    k = torch.randn(3, 4, 20, 8)[:, :, :7]  # a cache's first 7 slots
+    out = matmul(q, k.transpose(-2, -1))  # numpy on CPU
+    assert out.shape == (3, 4, 5, 7)
+    assert torch.allclose(out, q @ k.transpose(-2, -1), atol=1e-5)
+    leaf = q.detach().requires_grad_()
+    matmul(leaf, k.transpose(-2, -1)).sum().backward()  # torch's matmul: a graph to go back through
+    assert torch.allclose(leaf.grad, k.sum(dim=2, keepdim=True).expand_as(q), atol=1e-5)
 
 
 def test_kept_copies_follow_their_sources():

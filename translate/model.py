@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -246,21 +247,21 @@ class Attention(nn.Module):
         need_weights: bool = False,
         residual: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        """Attention of one new token per row, x (N, 1, D), over the source keys (transposed)
-        and values in `state`, which the G beams of a sentence share: their queries are folded
+        """Attention of one new token per row, x (N, 1, D), over the source keys and values in
+        `state`, which the G beams of a sentence share: their queries are folded
         into one (G, Dh) block per sentence and head. Plain matmuls and softmax: SDPA's CPU
         kernel ran such one-token steps 1.5-3x slower, and it does not return the weights.
         Returns the output (N, 1, D), plus residual if given, and, only if need_weights, the
         head-averaged weights (N, 1, S)."""
         N, _, D = x.shape
-        kt, v = state.cross_kv[layer]  # (B, H, Dh, S), (B, H, S, Dh)
-        B, H, Dh, S = kt.shape
+        k, v = state.cross_kv[layer]  # (B, H, S, Dh) each
+        B, H, S, Dh = k.shape
         q = linear(x, *state.cross_weights[layer]).view(B, N // B, H, Dh).transpose(1, 2)
-        scores = q @ kt  # (B, H, G, S); q is scaled by 1/sqrt(Dh) already
+        scores = matmul(q, k.transpose(-2, -1))  # (B, H, G, S); q is scaled by 1/sqrt(Dh)
         if state.pad_bias is not None:
             scores += state.pad_bias
         probs = scores.softmax(dim=-1)
-        out = (probs @ v).transpose(1, 2).reshape(N, 1, D)  # (B, G, H, Dh) -> (N, 1, D)
+        out = matmul(probs, v).transpose(1, 2).reshape(N, 1, D)  # (B, G, H, Dh) -> (N, 1, D)
         weights = probs.mean(dim=1).view(N, 1, S) if need_weights else None
         return self.out_proj(out, residual), weights
 
@@ -271,27 +272,37 @@ class Attention(nn.Module):
         itself; stores its keys/values in `state`. -> (N, 1, D), plus residual if given."""
         N, _, D = x.shape
         q, k, v = linear(x, *state.self_weights[layer]).split(D, dim=-1)  # (N, 1, D) each
-        k, v = state.write(layer, k, v)  # (B, H, Dh, (t + 1) * G), (B, H, (t + 1) * G, Dh)
+        k, v = state.write(layer, k, v)  # (B, H, (t + 1) * G, Dh) each
         B, H, G = k.size(0), self.n_heads, state.G
         q = q.view(B, G, H, D // H).transpose(1, 2)  # (B, H, G, Dh), scaled by 1/sqrt(Dh)
         out = beam_attention(q, k, v, state.ancestry)  # (B, H, G, Dh)
         return self.out_proj(out.transpose(1, 2).reshape(N, 1, D), residual)  # (N, 1, D)
 
 
-def beam_attention(q: Tensor, kt: Tensor, v: Tensor, ancestry: Tensor | None) -> Tensor:
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """a @ b for the small batched products of decoding steps (..., m, k) @ (..., k, n); on CPU in
+    fp32 without autograd through numpy's matmul (OpenBLAS), which ran them 1.4-3x faster than
+    torch's bmm (MKL) on an AVX-512 AMD box, and releases the GIL as torch does (decoding
+    threads run at once, translate.translator.batch_map). Views, no copies either way."""
+    if a.device.type != "cpu" or a.dtype != torch.float32 or a.requires_grad or b.requires_grad:
+        return a @ b
+    return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
+
+
+def beam_attention(q: Tensor, k: Tensor, v: Tensor, ancestry: Tensor | None) -> Tensor:
     """Attention of one new query per row over keys/values that never move (beam indirection).
 
-    q (B, H, G, Dh): the G rows (beams) of each sentence, already scaled by 1/sqrt(Dh);
-    kt (B, H, Dh, n * G) and v (B, H, n * G, Dh): the keys (transposed) and values, slot j * G + g
-    holding what beam g wrote at step j; ancestry (B, 1, G, n * G): 0 where a slot holds an
-    ancestor of the row, -inf elsewhere (None when G = 1). Every query is scored against all G
-    beams' keys (G times the arithmetic of a gathered cache, which is tiny here) and the mask
+    q (B, H, G, Dh): the G rows (beams) of each sentence, already scaled by 1/sqrt(Dh); k and v
+    (B, H, n * G, Dh): the keys and values, slot j * G + g holding what beam g wrote at step j;
+    ancestry (B, 1, G, n * G): 0 where a slot holds an ancestor of the row, -inf elsewhere (None
+    when G = 1). Every query is scored against all G beams' keys (G times the arithmetic of a
+    gathered cache, which is tiny here) and the mask
     keeps its ancestors', so reordering beams never copies the cache. -> (B, H, G, Dh).
     """
-    scores = q @ kt  # (B, H, G, n * G)
+    scores = matmul(q, k.transpose(-2, -1))  # (B, H, G, n * G)
     if ancestry is not None:
         scores += ancestry
-    return scores.softmax(dim=-1).to(v.dtype) @ v
+    return matmul(scores.softmax(dim=-1).to(v.dtype), v)
 
 
 class Dropout(nn.Dropout):
@@ -405,9 +416,9 @@ class DecoderState:
     rewrites that small table (see beam_attention).
     """
 
-    cross_kv: list[KV]  # per layer, keys (B, H, Dh, S) and values (B, H, S, Dh)
+    cross_kv: list[KV]  # per layer, keys and values (B, H, S, Dh)
     pad_bias: Tensor | None  # (B, 1, 1, S): 0 at real source tokens, -inf at pads; None if no pads
-    self_kv: list[KV | None]  # per layer, keys (B, H, Dh, cap * G) and values (B, H, cap * G, Dh)
+    self_kv: list[KV | None]  # per layer, keys and values (B, H, cap * G, Dh)
     self_weights: list[tuple[Tensor, Tensor]]  # per layer, self_attn.step_weights(kv=True)
     cross_weights: list[tuple[Tensor, Tensor]]  # per layer, encoder_attn.step_weights(kv=False)
     beams: Tensor | None = None  # (N, step) long: ancestor beam of each row at each step
@@ -417,26 +428,20 @@ class DecoderState:
     out_weight: Tensor | None = None  # the output projection, `packed` for CPU inference
 
     def write(self, layer: int, k: Tensor, v: Tensor) -> KV:
-        """Store this step's keys and values (N, 1, D) of `layer` -> all so far, as views of the
-        buffers (grown by doubling when full): keys transposed (B, H, Dh, (step + 1) * G), values
-        (B, H, (step + 1) * G, Dh). Transposed keys make beam_attention's q @ keys read them
-        row by row: 1.5-2x faster than q @ k.transpose(-2, -1) once they are out of the CPU's
-        caches, as they are between steps (docs/benchmarks.md)."""
-        B, H, Dh, _ = self.cross_kv[layer][0].shape  # (B, H, Dh, S)
+        """Store this step's keys and values (N, 1, D) of `layer` -> all so far, (B, H,
+        (step + 1) * G, Dh) each, as views of the buffers (grown by doubling when full)."""
+        B, H, _, Dh = self.cross_kv[layer][0].shape  # (B, H, S, Dh)
         G, t = self.G, self.step
         n = (t + 1) * G
-        if self.self_kv[layer] is None or self.self_kv[layer][1].size(2) < n:
+        if self.self_kv[layer] is None or self.self_kv[layer][0].size(2) < n:
             cap = max(16, 2 * t) * G
-            grown = k.new_empty(B, H, Dh, cap), k.new_empty(B, H, cap, Dh)
-            if self.self_kv[layer] is not None:
-                old_kt, old_v = self.self_kv[layer]
-                grown[0][..., : t * G] = old_kt[..., : t * G]
-                grown[1][:, :, : t * G] = old_v[:, :, : t * G]
+            grown = k.new_empty(B, H, cap, Dh), k.new_empty(B, H, cap, Dh)
+            for new, old in zip(grown, self.self_kv[layer] or (), strict=False):
+                new[:, :, : t * G] = old[:, :, : t * G]
             self.self_kv[layer] = grown
-        kt, vs = self.self_kv[layer]
-        kt[..., t * G : n] = k.view(B, G, H, Dh).permute(0, 2, 3, 1)  # (B, H, Dh, G)
-        vs[:, :, t * G : n] = v.view(B, G, H, Dh).transpose(1, 2)  # (B, H, G, Dh)
-        return kt[..., :n], vs[:, :, :n]
+        for buf, x in zip(self.self_kv[layer], (k, v), strict=True):
+            buf[:, :, t * G : n] = x.view(B, G, H, Dh).transpose(1, 2)  # (B, H, G, Dh)
+        return self.self_kv[layer][0][:, :, :n], self.self_kv[layer][1][:, :, :n]
 
     def reorder(self, rows: Tensor, sentences: Tensor | None = None) -> None:
         """Keep rows `rows` (N',) in that order (beam reordering); `sentences` (B',), if given,
@@ -526,12 +531,11 @@ class Transformer(nn.Module):
         memory (B, S, D), src_pad (B, S). decode_step may then feed B * beams rows (beams of a
         sentence adjacent); all beams of a sentence read the same K/V.
         """
-        # Keys transposed, (B, H, Dh, S), so that the steps' q @ keys reads them row by row (as
-        # in DecoderState.write); both contiguous once here, not copied by every step's matmuls.
+        # Contiguous once here, not strided views read by every step's matmuls.
         cross_kv = []
         for layer in self.decoder.layers:
             k, v = layer.encoder_attn.kv(memory)  # (B, H, S, Dh)
-            cross_kv.append((k.transpose(-2, -1).contiguous(), v.contiguous()))
+            cross_kv.append((k.contiguous(), v.contiguous()))
         pad_bias = None
         if bool(src_pad.any()):  # added to the scores: one in-place op instead of masked_fill
             pad = src_pad[:, None, None, :]  # (B, 1, 1, S)
