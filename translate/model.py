@@ -248,9 +248,9 @@ class Attention(nn.Module):
         residual: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Attention of one new token per row, x (N, 1, D), over the source keys and values in
-        `state`, which the G beams of a sentence share: their queries are folded
-        into one (G, Dh) block per sentence and head. Plain matmuls and softmax: SDPA's CPU
-        kernel ran such one-token steps 1.5-3x slower, and it does not return the weights.
+        `state`, which the G beams of a sentence share: their queries are folded into one
+        (G, Dh) block per sentence and head. Plain matmuls and softmax: SDPA's CPU kernel ran
+        such one-token steps 1.5-3x slower, and it does not return the weights.
         Returns the output (N, 1, D), plus residual if given, and, only if need_weights, the
         head-averaged weights (N, 1, S)."""
         N, _, D = x.shape
@@ -281,9 +281,11 @@ class Attention(nn.Module):
 
 def matmul(a: Tensor, b: Tensor) -> Tensor:
     """a @ b for the small batched products of decoding steps (..., m, k) @ (..., k, n); on CPU in
-    fp32 without autograd through numpy's matmul (OpenBLAS), which ran them 1.4-3x faster than
-    torch's bmm (MKL) on an AVX-512 AMD box, and releases the GIL as torch does (decoding
-    threads run at once, translate.translator.batch_map). Views, no copies either way."""
+    fp32 without autograd through numpy's matmul (OpenBLAS), which ran the 4-row products of
+    beam search 1.5-2.8x faster than torch's bmm (MKL) on an AVX-512 AMD box (docs/
+    benchmarks.md, session 11). It takes views, copies nothing, and releases the GIL as torch
+    does; each such product runs on one thread, and translate.translator.batch_map puts the
+    other cores to work on other batches."""
     if a.device.type != "cpu" or a.dtype != torch.float32 or a.requires_grad or b.requires_grad:
         return a @ b
     return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
@@ -296,8 +298,8 @@ def beam_attention(q: Tensor, k: Tensor, v: Tensor, ancestry: Tensor | None) -> 
     (B, H, n * G, Dh): the keys and values, slot j * G + g holding what beam g wrote at step j;
     ancestry (B, 1, G, n * G): 0 where a slot holds an ancestor of the row, -inf elsewhere (None
     when G = 1). Every query is scored against all G beams' keys (G times the arithmetic of a
-    gathered cache, which is tiny here) and the mask
-    keeps its ancestors', so reordering beams never copies the cache. -> (B, H, G, Dh).
+    gathered cache, which is tiny here) and the mask keeps its ancestors', so reordering beams
+    never copies the cache. -> (B, H, G, Dh).
     """
     scores = matmul(q, k.transpose(-2, -1))  # (B, H, G, n * G)
     if ancestry is not None:
