@@ -435,15 +435,18 @@ class DecoderState:
         B, H, _, Dh = self.cross_kv[layer][0].shape  # (B, H, S, Dh)
         G, t = self.G, self.step
         n = (t + 1) * G
-        if self.self_kv[layer] is None or self.self_kv[layer][0].size(2) < n:
+        old = self.self_kv[layer]
+        if old is None or old[0].size(2) < n:
             cap = max(16, 2 * t) * G
             grown = k.new_empty(B, H, cap, Dh), k.new_empty(B, H, cap, Dh)
-            for new, old in zip(grown, self.self_kv[layer] or (), strict=False):
-                new[:, :, : t * G] = old[:, :, : t * G]
+            if old is not None:
+                for buf, prev in zip(grown, old, strict=True):
+                    buf[:, :, : t * G] = prev[:, :, : t * G]
             self.self_kv[layer] = grown
         for buf, x in zip(self.self_kv[layer], (k, v), strict=True):
             buf[:, :, t * G : n] = x.view(B, G, H, Dh).transpose(1, 2)  # (B, H, G, Dh)
-        return self.self_kv[layer][0][:, :, :n], self.self_kv[layer][1][:, :, :n]
+        kc, vc = self.self_kv[layer]
+        return kc[:, :, :n], vc[:, :, :n]
 
     def reorder(self, rows: Tensor, sentences: Tensor | None = None) -> None:
         """Keep rows `rows` (N',) in that order (beam reordering); `sentences` (B',), if given,
