@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import statistics
@@ -234,15 +235,20 @@ def padded_src(seqs: list[list[int]]) -> Tensor:
     return src
 
 
-def decode_ours(model, batches: list[list[list[int]]], a: argparse.Namespace) -> list[int]:
+def decode_ours(
+    model, batches: list[list[list[int]]], a: argparse.Namespace, stop: str = "early"
+) -> list[int]:
     """translate.search.beam_search over the batches, as many at once as translate.Translator
-    decodes (translator.batch_map) -> output lengths (eos excluded)."""
+    decodes (translator.batch_map) -> output lengths (eos excluded). stop="early" is the rule
+    of the others here: a sentence ends once 4 hypotheses have."""
     from translate.search import beam_search
     from translate.translator import batch_map
 
     def decode(seqs: list[list[int]]) -> list[int]:
         src = padded_src(seqs)
-        found = beam_search(model, src, beam=4, alpha=a.alpha, max_len_a=0.0, max_len_b=a.max_len)
+        found = beam_search(
+            model, src, beam=4, alpha=a.alpha, max_len_a=0.0, max_len_b=a.max_len, stop=stop
+        )
         return [len(hyps[0][0]) for hyps in found]
 
     with batch_map(torch.device("cpu"), len(batches)) as map_batches:
@@ -250,7 +256,8 @@ def decode_ours(model, batches: list[list[list[int]]], a: argparse.Namespace) ->
 
 
 def decode_hf(marian, batches: list[list[list[int]]], a: argparse.Namespace) -> list[int]:
-    """HF generate(num_beams=4); max_new_tokens counts the forced final </s>."""
+    """HF generate(num_beams=4, early_stopping=True: a sentence ends once 4 hypotheses have, as
+    in CTranslate2); max_new_tokens counts the forced final </s>."""
     lengths = []
     with torch.inference_mode():
         for seqs in batches:
@@ -259,6 +266,7 @@ def decode_hf(marian, batches: list[list[list[int]]], a: argparse.Namespace) -> 
                 input_ids=src,
                 attention_mask=src.ne(PAD_ID),
                 num_beams=4,
+                early_stopping=True,
                 do_sample=False,
                 max_new_tokens=a.max_len + 1,
             )
@@ -304,9 +312,9 @@ def ct2_engine(path: Path, compute_type: str, intra_threads: int, inter_threads:
     return decode_ct2, translator
 
 
-def ours_engine(model: Transformer):
-    """(decode fn, our model) for an EngineProcess."""
-    return decode_ours, model
+def ours_engine(model: Transformer, stop: str = "early"):
+    """(decode fn with this stop rule, our model) for an EngineProcess."""
+    return functools.partial(decode_ours, stop=stop), model
 
 
 def serve_engine(conn, threads: int, build, build_args: tuple) -> None:
@@ -451,9 +459,11 @@ def bench_decode(args: argparse.Namespace) -> dict:
         a.vocab = exported(model, tokenizer_file, tmp)
         n, ct2 = args.threads, tmp / "ct2"
         at_once = f"ctranslate2 fp32, {n} at once"  # inter_threads: n batches, 1 thread each
+        stop = cfg.decode.stop  # the shipped default rule, beside the others' "early"
         engines = [
             ("ours", EngineProcess(n, ours_engine, model), False),
             ("ours 1-at-a-time", EngineProcess(n, ours_engine, model), True),
+            (f"ours stop={stop}", EngineProcess(n, ours_engine, model, stop), False),
             ("hf generate", EngineProcess(n, hf_engine, tmp / "hf"), False),
             ("ctranslate2 fp32", EngineProcess(n, ct2_engine, ct2, "float32", n, 1), False),
             (at_once, EngineProcess(n, ct2_engine, ct2, "float32", 1, n), False),
@@ -470,9 +480,12 @@ def bench_decode(args: argparse.Namespace) -> dict:
         "weights": weights,
         "threads": args.threads,
         "load_avg_1m": os.getloadavg()[0],  # > cores: other processes compete, numbers are noisy
-        "note": "beam 4, at most max_len output tokens for every engine; ours uses "
-        f"GNMT alpha={a.alpha}, HF and CTranslate2 their default length_penalty=1.0; "
-        "compare mean_len beside speed (random weights run to max_len). Ours decodes "
+        "note": "beam 4, at most max_len output tokens for every engine, and one stop rule: "
+        "a sentence ends once 4 hypotheses have (ours stop=early, HF early_stopping=True, "
+        f"CTranslate2's default), except the row 'ours stop={stop}' (the shipped default); ours "
+        f"ranks with GNMT alpha={a.alpha}, HF and CTranslate2 with their default "
+        "length_penalty=1.0; compare mean_len beside speed (random weights run to max_len). "
+        "Ours decodes "
         f"{n} batches at once as translate.Translator does (one thread each); CTranslate2 runs "
         f"with intra_threads={n}, and with inter_threads={n} ('at once'); the speedup is "
         "against the faster of the two",

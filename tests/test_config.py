@@ -31,7 +31,7 @@ def test_overrides_are_typed():
         ("train.max_time=soon", ["train.max_time", "soon"]),
         ("max_steps=3", ["section.key=value"]),
         ("data.vocab_size=256", ["data.vocab_size", "256"]),
-        ("decode.stop=early", ["decode.stop", "exact, current", "early"]),
+        ("decode.stop=never", ["decode.stop", "exact, current, early", "never"]),
     ],
 )
 def test_bad_values_name_the_key(override, words):

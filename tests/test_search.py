@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import translate.search
 from translate.config import ModelConfig
@@ -205,4 +206,45 @@ def test_stop_at_current_length_takes_fewer_steps(monkeypatch):
     for c, e in zip(current, exact, strict=True):
         assert c[0][1] <= e[0][1] + 1e-6  # the exact rule's best is never worse
     with pytest.raises(ValueError, match="stop"):
-        beam_search(model, src, stop="early")
+        beam_search(model, src, stop="never")
+
+
+def test_stop_early_ends_a_sentence_at_its_beam_th_finished_hypothesis(monkeypatch):
+    """stop="early" (fairseq, CTranslate2, HF early_stopping=True): a sentence decodes until K
+    eos continuations have been among its K best candidates, or to its length limit; with
+    n_best = K it returns K hypotheses."""
+    model, K = tiny(vocab=12, seed=3), 4
+    project = model.logits
+    model.logits = lambda *a: project(*a) + F.one_hot(torch.tensor(EOS), 12)  # eos more often
+    seen = []  # per step: eos continuations allowed to finish (eos_ok)
+    step = translate.search.beam_step
+
+    def recorded(*args, **kwargs):
+        out = step(*args, **kwargs)
+        seen.append(int(out[4].sum()))
+        return out
+
+    monkeypatch.setattr(translate.search, "beam_step", recorded)
+    steps = []
+    for n in [5, 3, 6, 4]:
+        seen.clear()
+        src = sources(12, [n], seed=n)
+        hyps = beam_search(model, src, beam=K, alpha=1.0, max_len_b=20, n_best=K, stop="early")[0]
+        count = list(itertools.accumulate(seen))
+        assert count[-1] >= K or len(seen) == n + 20 + 1  # K finished, or the length limit
+        assert all(c < K for c in count[:-1])  # not one step later than the K-th
+        assert len(hyps) == K and len({tuple(t) for t, _ in hyps}) == K
+        steps.append(len(seen))
+    assert min(steps) < 10  # some sentences end long before their limit
+
+
+def test_first_step_with_one_row_per_sentence_changes_nothing(monkeypatch):
+    """Beam search feeds one row per sentence at its first step, then K: the same hypotheses
+    and scores as K rows from the start (taken when the vocabulary is under 2K candidates)."""
+    model, src = tiny(vocab=12, layers=2), sources(12, [4, 9, 2, 6])
+    one_row = beam_search(model, src, beam=4, alpha=0.6, beta=0.3, max_len_b=6, n_best=3)
+    monkeypatch.setattr(model, "vocab_size", 7)  # 2K > 7: K rows from the first step
+    k_rows = beam_search(model, src, beam=4, alpha=0.6, beta=0.3, max_len_b=6, n_best=3)
+    for a, b in zip(one_row, k_rows, strict=True):
+        assert [t for t, _ in a] == [t for t, _ in b]
+        assert [s for _, s in a] == pytest.approx([s for _, s in b], abs=1e-5)

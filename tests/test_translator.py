@@ -120,7 +120,7 @@ def test_bad_options_are_value_errors(translator):
     with pytest.raises(ValueError, match="beam"):
         translator.translate(["Hallo"], beam=0)
     with pytest.raises(ValueError, match="stop"):
-        translator.translate(["Hallo"], beam=1, stop="early")
+        translator.translate(["Hallo"], beam=1, stop="never")
     with pytest.raises(TypeError, match="list"):
         translator.translate("Hallo")
     with pytest.raises(ValueError, match="fp16"):

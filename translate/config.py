@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-STOPS = ("exact", "current")  # decode.stop; see translate.search.finished_bound
+STOPS = ("exact", "current", "early")  # decode.stop; see translate.search.finished_bound
 
 
 class ConfigError(ValueError):

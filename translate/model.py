@@ -450,13 +450,22 @@ class DecoderState:
 
     def reorder(self, rows: Tensor, sentences: Tensor | None = None) -> None:
         """Keep rows `rows` (N',) in that order (beam reordering); `sentences` (B',), if given,
-        keeps only those sentences (dropping finished ones). Each sentence's beams stay adjacent
-        and within it: rows[i * G : (i + 1) * G] // G == sentences[i]."""
+        keeps only those sentences (dropping finished ones). Each sentence's rows stay adjacent
+        and within it: rows[i * G' : (i + 1) * G'] // G == sentences[i]. G' = N' / B' may exceed
+        G only when G is 1 (the first step of beam search fed one row per sentence)."""
         self.beams = self.beams.index_select(0, rows)
         if sentences is not None:
             self.cross_kv = [(k[sentences], v[sentences]) for k, v in self.cross_kv]
             self.self_kv = [kv and (kv[0][sentences], kv[1][sentences]) for kv in self.self_kv]
             self.pad_bias = None if self.pad_bias is None else self.pad_bias[sentences]
+        G = rows.numel() // self.cross_kv[0][0].size(0)
+        if G != self.G:  # slot j becomes slots j * G + g for every beam g; `beams` holds 0s
+            n = self.step * self.G
+            self.self_kv = [
+                kv and tuple(x[:, :, :n].repeat_interleave(G, dim=2) for x in kv)
+                for kv in self.self_kv
+            ]
+            self.G = G
 
 
 class Transformer(nn.Module):

@@ -119,21 +119,23 @@ def topk_blocks(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
 
 
 def beam_step(
-    cum: Tensor, lprobs: Tensor, eos_id: int = EOS_ID
+    cum: Tensor, lprobs: Tensor, beam: int, eos_id: int = EOS_ID
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """One beam update. cum (B, K) live log-probs, lprobs (B, K, V) next-token log-probs (which
-    it overwrites with the candidates' scores, cum + lprobs).
+    """One beam update. cum (B, G) live log-probs, lprobs (B, G, V) next-token log-probs (which
+    it overwrites with the candidates' scores, cum + lprobs); 2 * beam <= G * V.
 
-    Returns for the K best non-eos continuations: parent beam (B, K), token (B, K), log-prob
-    (B, K); and for each live beam's eos continuation: its log-prob (B, K) and whether it may
-    finish (B, K): finite and within the K best of all K * V candidates (as fairseq and HF).
+    Returns for the `beam` best non-eos continuations: parent (B, beam) in [0, G), token
+    (B, beam), log-prob (B, beam); and for each live row's eos continuation: its log-prob (B, G)
+    and whether it may finish (B, G): finite and within the `beam` best of all G * V candidates
+    (as fairseq, HF and CTranslate2).
     """
-    B, K, V = lprobs.shape
-    scores = lprobs.add_(cum[:, :, None])  # (B, K, V), in place: one pass fewer over 4 MB
-    # One top-2K over all K * V candidates: at most K of them are eos, so it holds the K best
-    # non-eos ones too.
-    top, idx = topk_blocks(scores.view(B, K * V), 2 * K)  # (B, 2K), best first
-    eos_cum = scores[:, :, eos_id]  # (B, K)
+    B, G, V = lprobs.shape
+    K = beam
+    scores = lprobs.add_(cum[:, :, None])  # (B, G, V), in place: one pass fewer over 4 MB
+    # One top-2K over all G * V candidates: at most G <= K of them are eos, so it holds the K
+    # best non-eos ones too.
+    top, idx = topk_blocks(scores.view(B, G * V), 2 * K)  # (B, 2K), best first
+    eos_cum = scores[:, :, eos_id]  # (B, G)
     eos_ok = eos_cum.isfinite() & (eos_cum >= top[:, K - 1 : K])
     new_cum, pos = top.masked_fill(idx % V == eos_id, float("-inf")).topk(K, dim=1)  # (B, K)
     idx = idx.gather(1, pos)
@@ -147,15 +149,20 @@ def finished_bound(
     max_len: Tensor,
     alpha: float,
     stop: str = "exact",
+    n_finished: Tensor | None = None,
 ) -> Tensor:
     """(B,) True where a sentence is done: with stop="exact", no live hypothesis can beat the
     n-th best finished score `threshold` (B,); with "current", the best live one would not beat
-    it if it ended next (HF's heuristic: fewer steps, but it may miss a longer, better one).
+    it if it ended next (HF's heuristic: fewer steps, but it may miss a longer, better one); with
+    "early", K hypotheses have finished (n_finished (B,), K = new_cum.size(1)): fairseq's rule,
+    CTranslate2's (patience 1) and HF's early_stopping=True, the fewest steps of the three.
 
     A live hypothesis with log-prob L <= 0 and step + 1 tokens finishes with length in
     [step + 2, max_len + 1]: its score is at most L / max(lp) there, plus cp <= 0. lp is
     monotone, so that max is at one end of the range; "current" takes lp(step + 2).
     """
+    if stop == "early":
+        return (n_finished >= new_cum.size(1)) | (max_len <= step)
     lp_best = length_penalty(step + 2, alpha)
     if stop == "exact":
         lp_best = length_penalty(max_len + 1, alpha).clamp(min=lp_best)
@@ -177,8 +184,8 @@ def beam_search(
     """Beam search over src_ids (B, S) (rows = ids + [eos], right-padded) -> per sentence the
     n_best (token ids without bos/eos, GNMT score) best first. All sentences x beams decode as
     one batch; a sentence leaves the batch once no live hypothesis can beat its finished ones
-    (stop="exact"), or once the best live one ending next would not (stop="current", faster;
-    see finished_bound)."""
+    (stop="exact"), once the best live one ending next would not (stop="current", faster), or
+    once `beam` hypotheses have finished (stop="early", fastest; see finished_bound)."""
     if beam < 1 or n_best < 1:
         raise ValueError(f"beam ({beam}) and n_best ({n_best}) must be at least 1")
     if stop not in STOPS:
@@ -201,38 +208,44 @@ def _beam_search(
     """The beam loop: live beams ranked by log-prob, finished ones by GNMT score (see top)."""
     dev, B = src_ids.device, src_ids.size(0)
     memory, src_pad = model.encode(src_ids)
-    state = model.init_state(memory, src_pad)  # row = sentence * K + beam
+    state = model.init_state(memory, src_pad)  # row = sentence * G + beam
     max_len = max_lengths(model, src_ids, max_len_a, max_len_b)  # (B,)
     sent = torch.arange(B, device=dev)  # original sentence of each active sentence
-    cum = torch.full((B, K), float("-inf"), device=dev)  # (B, K) live log-probs
-    cum[:, 0] = 0.0  # all beams start as the same empty hypothesis: keep one
+    # All K beams start as the same empty hypothesis: the first step feeds one row per sentence
+    # (G = 1) and its K best continuations become the beams, as CTranslate2 does; a vocabulary
+    # smaller than 2K candidates starts with K rows, all but the first at -inf.
+    G = 1 if model.vocab_size >= 2 * K else K
+    cum = torch.full((B, G), float("-inf"), device=dev)  # (B, G) live log-probs
+    cum[:, 0] = 0.0
     threshold = torch.full((B,), float("-inf"), device=dev)  # n_best-th finished score
-    hist = src_ids.new_empty((B * K, 0))  # (N, t) tokens of the live hypotheses
-    last = src_ids.new_full((B * K,), BOS_ID)
-    src_real = (~src_pad).repeat_interleave(K, dim=0)  # (N, S)
+    n_finished = torch.zeros(B, dtype=torch.long, device=dev)  # eos continuations so far
+    hist = src_ids.new_empty((B * G, 0))  # (N, t) tokens of the live hypotheses
+    last = src_ids.new_full((B * G,), BOS_ID)
+    src_real = (~src_pad).repeat_interleave(G, dim=0)  # (N, S)
     attn_sums = torch.zeros(src_real.shape, device=dev)  # (N, S) sum_j p_ij so far
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
     for step in range(int(max_len.max()) + 1):
-        Bt = cum.size(0)
+        Bt, G = cum.shape
         logits, attn = model.decode_step(last, state, need_attn=beta > 0)
-        lprobs = log_probs(logits, step, max_len.repeat_interleave(K))  # (N, V)
-        parent, token, cum, eos_cum, eos_ok = beam_step(cum, lprobs.view(Bt, K, -1))
-        eos_score = eos_cum / length_penalty(step + 1, alpha)  # (Bt, K)
+        lprobs = log_probs(logits, step, max_len.repeat_interleave(G))  # (N, V)
+        parent, token, cum, eos_cum, eos_ok = beam_step(cum, lprobs.view(Bt, G, -1), K)
+        eos_score = eos_cum / length_penalty(step + 1, alpha)  # (Bt, G)
         if attn is not None:
             attn_sums += attn.float()
-            eos_score += coverage_penalty(attn_sums, beta, src_real).view(Bt, K)
+            eos_score += coverage_penalty(attn_sums, beta, src_real).view(Bt, G)
         new = eos_ok & (eos_score > threshold[:, None])
         if bool(new.any()):
             _finish(new, eos_score, hist, sent, finished, threshold, n_best)
-        done = finished_bound(threshold, cum, step, max_len, alpha, stop)  # (Bt,)
+        n_finished += eos_ok.sum(dim=1)
+        done = finished_bound(threshold, cum, step, max_len, alpha, stop, n_finished)  # (Bt,)
         keep = (~done).nonzero().squeeze(1)  # (Bt',)
         if keep.numel() == 0:
             break
-        rows = torch.arange(Bt, device=dev)[:, None] * K + parent  # (Bt, K) parents' rows
+        rows = torch.arange(Bt, device=dev)[:, None] * G + parent  # (Bt, K) parents' rows
         dropped = keep.numel() < Bt
         if dropped:  # some sentences are done: keep the others only
             rows, token, cum, sent = rows[keep], token[keep], cum[keep], sent[keep]
-            max_len, threshold = max_len[keep], threshold[keep]
+            max_len, threshold, n_finished = max_len[keep], threshold[keep], n_finished[keep]
         rows, last = rows.view(-1), token.view(-1)  # (Bt' * K,)
         state.reorder(rows, sentences=keep if dropped else None)
         hist = torch.cat([hist[rows], last[:, None]], dim=1)
@@ -250,11 +263,11 @@ def _finish(
     threshold: Tensor,
     n_best: int,
 ) -> None:
-    """Move the eos continuations marked in `new` (B, K) into `finished` (kept n_best, best
+    """Move the eos continuations marked in `new` (B, G) into `finished` (kept n_best, best
     first) and raise `threshold` (B,) to each sentence's n_best-th score once it has n_best."""
-    K = new.size(1)
-    where = new.nonzero().tolist()  # [[b, k], ...]
-    rows = torch.tensor([b * K + k for b, k in where], device=hist.device)
+    G = new.size(1)
+    where = new.nonzero().tolist()  # [[b, g], ...]
+    rows = torch.tensor([b * G + g for b, g in where], device=hist.device)
     sentences = sent.tolist()
     for (b, _), score, toks in zip(
         where, eos_score[new].tolist(), hist[rows].tolist(), strict=True
