@@ -47,7 +47,7 @@ def add_decode_args(parser: argparse.ArgumentParser) -> None:
         choices=STOPS,
         help="drop a sentence once no live hypothesis can beat its finished ones (exact), once "
         "the best would not if it ended next (current: faster, may miss a longer better one), or "
-        "once `beam` hypotheses have finished (early: fairseq's and CTranslate2's rule, fastest)",
+        "once `beam` hypotheses have finished (early: fairseq's and CTranslate2's rule)",
     )
 
 

@@ -155,7 +155,9 @@ def finished_bound(
     n-th best finished score `threshold` (B,); with "current", the best live one would not beat
     it if it ended next (HF's heuristic: fewer steps, but it may miss a longer, better one); with
     "early", K hypotheses have finished (n_finished (B,), K = new_cum.size(1)): fairseq's rule,
-    CTranslate2's (patience 1) and HF's early_stopping=True, the fewest steps of the three.
+    CTranslate2's (patience 1) and HF's early_stopping=True. No rule always takes the fewest
+    steps; on a Multi30k checkpoint "early" fed 30% fewer decoder rows than "exact" and 15% more
+    than "current" (docs/benchmarks.md, session 12).
 
     A live hypothesis with log-prob L <= 0 and step + 1 tokens finishes with length in
     [step + 2, max_len + 1]: its score is at most L / max(lp) there, plus cp <= 0. lp is
@@ -185,7 +187,7 @@ def beam_search(
     n_best (token ids without bos/eos, GNMT score) best first. All sentences x beams decode as
     one batch; a sentence leaves the batch once no live hypothesis can beat its finished ones
     (stop="exact"), once the best live one ending next would not (stop="current", faster), or
-    once `beam` hypotheses have finished (stop="early", fastest; see finished_bound)."""
+    once `beam` hypotheses have finished (stop="early"; see finished_bound)."""
     if beam < 1 or n_best < 1:
         raise ValueError(f"beam ({beam}) and n_best ({n_best}) must be at least 1")
     if stop not in STOPS:
