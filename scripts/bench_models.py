@@ -353,6 +353,7 @@ class EngineProcess:
             target=serve_engine, args=(child, threads, build, build_args), daemon=True
         )
         self.proc.start()
+        child.close()  # the child's end lives in the child only: its death reads as EOF here
         self.reply()
 
     def reply(self):
