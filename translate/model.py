@@ -271,10 +271,10 @@ class Attention(nn.Module):
         """Self-attention of one new token per row, x (N, 1, D), over the cached steps and
         itself; stores its keys/values in `state`. -> (N, 1, D), plus residual if given."""
         N, _, D = x.shape
-        q, k, v = linear(x, *state.self_weights[layer]).split(D, dim=-1)  # (N, 1, D) each
-        k, v = state.write(layer, k, v)  # (B, H, (t + 1) * G, Dh) each
+        qkv = linear(x, *state.self_weights[layer]).view(N, 3 * D)
+        k, v = state.write(layer, qkv[:, D:])  # (B, H, (t + 1) * G, Dh) each
         B, H, G = k.size(0), self.n_heads, state.G
-        q = q.view(B, G, H, D // H).transpose(1, 2)  # (B, H, G, Dh), scaled by 1/sqrt(Dh)
+        q = qkv[:, :D].view(B, G, H, D // H).transpose(1, 2)  # (B, H, G, Dh), times Dh^-0.5
         out = beam_attention(q, k, v, state.ancestry)  # (B, H, G, Dh)
         return self.out_proj(out.transpose(1, 2).reshape(N, 1, D), residual)  # (N, 1, D)
 
@@ -408,6 +408,20 @@ class Stack(nn.Module):
         return x if self.layer_norm is None else self.layer_norm(x)
 
 
+def moved(buf: Tensor, n: int, cap: int, sentences: Tensor | None = None) -> Tensor:
+    """A new self-attention cache buffer (B', 2, H, cap, Dh) holding the first n slots of buf
+    (B, 2, H, _, Dh): of all its sentences, or of `sentences` (B',) only. Copies the n slots,
+    not the whole buffer; index_select, not indexing, which took 1.7x longer for 29 sentences
+    (one-off timing, session 14)."""
+    rows = buf.size(0) if sentences is None else sentences.numel()
+    out = buf.new_empty(rows, *buf.shape[1:3], cap, buf.size(4))
+    if sentences is None:
+        out[..., :n, :] = buf[..., :n, :]
+    else:
+        torch.index_select(buf[..., :n, :], 0, sentences, out=out[..., :n, :])
+    return out
+
+
 @dataclass
 class DecoderState:
     """What incremental decoding keeps. Rows are sentences x beams: row = sentence * G + beam.
@@ -420,7 +434,7 @@ class DecoderState:
 
     cross_kv: list[KV]  # per layer, keys and values (B, H, S, Dh)
     pad_bias: Tensor | None  # (B, 1, 1, S): 0 at real source tokens, -inf at pads; None if no pads
-    self_kv: list[KV | None]  # per layer, keys and values (B, H, cap * G, Dh)
+    self_kv: list[Tensor | None]  # per layer, keys and values (B, 2, H, cap * G, Dh)
     self_weights: list[tuple[Tensor, Tensor]]  # per layer, self_attn.step_weights(kv=True)
     cross_weights: list[tuple[Tensor, Tensor]]  # per layer, encoder_attn.step_weights(kv=False)
     beams: Tensor | None = None  # (N, step) long: ancestor beam of each row at each step
@@ -429,24 +443,21 @@ class DecoderState:
     G: int = 1  # rows (beams) per sentence, set by the first decode_step
     out_weight: Tensor | None = None  # the output projection, `packed` for CPU inference
 
-    def write(self, layer: int, k: Tensor, v: Tensor) -> KV:
-        """Store this step's keys and values (N, 1, D) of `layer` -> all so far, (B, H,
-        (step + 1) * G, Dh) each, as views of the buffers (grown by doubling when full)."""
+    def write(self, layer: int, kv: Tensor) -> KV:
+        """Store this step's keys and values of `layer`, kv (N, 2D) (keys | values), in one copy
+        -> all so far, (B, H, (step + 1) * G, Dh) each, as views of the layer's buffer (B, 2, H,
+        cap * G, Dh) (grown by doubling when full)."""
         B, H, _, Dh = self.cross_kv[layer][0].shape  # (B, H, S, Dh)
         G, t = self.G, self.step
         n = (t + 1) * G
-        old = self.self_kv[layer]
-        if old is None or old[0].size(2) < n:
-            cap = max(16, 2 * t) * G
-            grown = k.new_empty(B, H, cap, Dh), k.new_empty(B, H, cap, Dh)
-            if old is not None:
-                for buf, prev in zip(grown, old, strict=True):
-                    buf[:, :, : t * G] = prev[:, :, : t * G]
-            self.self_kv[layer] = grown
-        for buf, x in zip(self.self_kv[layer], (k, v), strict=True):
-            buf[:, :, t * G : n] = x.view(B, G, H, Dh).transpose(1, 2)  # (B, H, G, Dh)
-        kc, vc = self.self_kv[layer]
-        return kc[:, :, :n], vc[:, :, :n]
+        buf = self.self_kv[layer]
+        if buf is None:
+            buf = self.self_kv[layer] = kv.new_empty(B, 2, H, 16 * G, Dh)
+        elif buf.size(3) < n:
+            buf = self.self_kv[layer] = moved(buf, t * G, max(16, 2 * t) * G)
+        buf[..., t * G : n, :] = kv.view(B, G, 2, H, Dh).permute(0, 2, 3, 1, 4)
+        k, v = buf[..., :n, :].unbind(1)
+        return k, v
 
     def reorder(self, rows: Tensor, sentences: Tensor | None = None) -> None:
         """Keep rows `rows` (N',) in that order (beam reordering); `sentences` (B',), if given,
@@ -455,14 +466,21 @@ class DecoderState:
         G only when G is 1 (the first step of beam search fed one row per sentence)."""
         self.beams = self.beams.index_select(0, rows)
         if sentences is not None:
-            self.cross_kv = [(k[sentences], v[sentences]) for k, v in self.cross_kv]
-            self.self_kv = [kv and (kv[0][sentences], kv[1][sentences]) for kv in self.self_kv]
-            self.pad_bias = None if self.pad_bias is None else self.pad_bias[sentences]
+            self.cross_kv = [
+                (k.index_select(0, sentences), v.index_select(0, sentences))
+                for k, v in self.cross_kv
+            ]
+            n = self.step * self.G  # slots in use
+            self.self_kv = [
+                kv if kv is None else moved(kv, n, kv.size(3), sentences) for kv in self.self_kv
+            ]
+            if self.pad_bias is not None:
+                self.pad_bias = self.pad_bias.index_select(0, sentences)
         G = rows.numel() // self.cross_kv[0][0].size(0)
         if G != self.G:  # slot j becomes slots j * G + g for every beam g; `beams` holds 0s
             n = self.step * self.G
             self.self_kv = [
-                kv and tuple(x[:, :, :n].repeat_interleave(G, dim=2) for x in kv)
+                kv if kv is None else kv[..., :n, :].repeat_interleave(G, dim=3)
                 for kv in self.self_kv
             ]
             self.G = G
