@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from translate.config import ModelConfig
 from translate.model import (
     ONEDNN_AVX512,
+    ONEDNN_TRAIN,
     X86,
     OneDNNLinear,
     Transformer,
@@ -204,7 +205,12 @@ def test_onednn_linear_matches_f_linear_forward_and_backward(bias: bool):
 
 def test_linear_takes_onednn_only_for_fp32_without_autocast_or_compile(monkeypatch):
     x, w = torch.randn(4, 8), torch.randn(6, 8)
-    assert onednn_linear_here(x, w) == ONEDNN_AVX512
+    with torch.no_grad():
+        assert onednn_linear_here(x, w) == ONEDNN_AVX512
+    assert onednn_linear_here(x, w) == ONEDNN_TRAIN  # training: not where MKL is as fast
+    node = linear(x, w.requires_grad_()).grad_fn.name()
+    assert ("OneDNNLinear" in node) == ONEDNN_TRAIN, node
+    w.requires_grad_(False)
     assert not onednn_linear_here(x.bfloat16(), w.bfloat16())
     with monkeypatch.context() as m:  # inductor cannot lower the oneDNN op with plain weights
         m.setattr(torch.compiler, "is_compiling", lambda: True)

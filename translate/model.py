@@ -30,6 +30,25 @@ ONEDNN_X86 = platform.machine() in X86 and torch.backends.mkldnn.is_available() 
 ONEDNN_AVX512 = ONEDNN_X86 and torch.backends.cpu.get_cpu_capability() == "AVX512"  # `linear`
 
 
+def intel_cpu() -> bool:
+    """Whether this is an Intel CPU: vendor_id in /proc/cpuinfo (Linux), else the processor name
+    (Windows names its vendor there; an x86 Mac is Intel)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line for line in f if line.startswith("vendor_id")), "").endswith(
+                "GenuineIntel\n"
+            )
+    except OSError:
+        return "Intel" in platform.processor() or platform.system() == "Darwin"
+
+
+# Training's linears (forward and both gradients) through oneDNN where MKL is slow: on an AVX-512
+# AMD box MKL ran them at half oneDNN's speed, on an Intel one as fast or faster (the weight
+# gradient 1.1-1.7x), so that there oneDNN training ran 0.94x HF against 1.10x with MKL
+# (docs/benchmarks.md, sessions 8 and 15).
+ONEDNN_TRAIN = ONEDNN_AVX512 and not intel_cpu()
+
+
 def sinusoids(n_pos: int, dim: int) -> Tensor:
     """(n_pos, dim) table laid out like HF MarianSinusoidalPositionalEmbedding: sin | cos halves."""
     half = (dim + 1) // 2
@@ -55,7 +74,8 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float, is_caus
 
 def onednn_linear_here(x: Tensor, weight: Tensor) -> bool:
     """Whether `linear` takes oneDNN: fp32 on an x86 CPU with AVX-512, autocast off and not under
-    torch.compile (whose CPU backend rejects this op with plain weights and picks its own GEMMs).
+    torch.compile (whose CPU backend rejects this op with plain weights and picks its own GEMMs);
+    under autograd only where ONEDNN_TRAIN says so.
 
     MKL, which F.linear uses for fp32 on CPU, ran the Multi30k shapes at 160-190 GFLOP/s on an
     AVX-512 AMD box against oneDNN's 300-410 (docs/benchmarks.md, "Session 8"); on AVX2 CPUs it
@@ -67,6 +87,7 @@ def onednn_linear_here(x: Tensor, weight: Tensor) -> bool:
         and x.dtype == weight.dtype == torch.float32
         and not torch.is_autocast_enabled("cpu")
         and not torch.compiler.is_compiling()
+        and (ONEDNN_TRAIN or not torch.is_grad_enabled())
     )
 
 
