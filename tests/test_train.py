@@ -108,6 +108,18 @@ def test_smoothed_loss_equals_torch_cross_entropy(eps):
         flat, gold.flatten(), ignore_index=0, reduction="sum"
     )
     torch.testing.assert_close(nll, exp_nll)
+    (grad,) = torch.autograd.grad(2.0 * loss, logits)  # made in SmoothedLoss's forward
+    (expected_grad,) = torch.autograd.grad(2.0 * expected, logits)
+    torch.testing.assert_close(grad, expected_grad)
+    assert grad[0, 3:].eq(0).all()  # pad rows
+    assert not nll.requires_grad  # logged only
+
+
+def test_smoothed_loss_gradient_keeps_the_logits_dtype():
+    logits = torch.randn(2, 3, 7, dtype=torch.bfloat16, requires_grad=True)
+    _, loss = smoothed_loss(logits, torch.randint(1, 7, (2, 3)), 0.1)
+    loss.backward()
+    assert logits.grad.dtype == torch.bfloat16 and logits.grad.shape == logits.shape
 
 
 def test_accumulated_micro_batches_equal_one_big_batch():

@@ -147,15 +147,47 @@ def smoothed_loss(logits: Tensor, gold: Tensor, eps: float) -> tuple[Tensor, Ten
     """Summed NLL and label-smoothed loss over non-pad targets, from one log_softmax.
 
     logits (B, T, V), gold (B, T). The smoothed loss equals F.cross_entropy(label_smoothing=eps):
-    (1 - eps) * NLL + eps * mean over the V classes of -log p.
+    (1 - eps) * NLL + eps * mean over the V classes of -log p. Under autograd the NLL is
+    detached (it is logged, not trained on) and the loss's gradient is made by `SmoothedLoss`.
     """
-    lprobs = logits.float().log_softmax(dim=-1).flatten(0, 1)  # (B*T, V)
-    gold = gold.flatten()
+    if torch.is_grad_enabled() and logits.requires_grad:
+        return SmoothedLoss.apply(logits, gold, eps)
+    return _smoothed_sums(logits.float().log_softmax(dim=-1).flatten(0, 1), gold.flatten(), eps)
+
+
+def _smoothed_sums(lprobs: Tensor, gold: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """lprobs (N, V), gold (N,) -> summed NLL and smoothed loss over the non-pad rows."""
     nll = F.nll_loss(lprobs, gold, ignore_index=PAD_ID, reduction="sum")
     if eps == 0:
         return nll, nll
     uniform = -lprobs.sum(dim=-1).masked_fill(gold.eq(PAD_ID), 0.0).sum() / lprobs.size(-1)
     return nll, (1.0 - eps) * nll + eps * uniform
+
+
+class SmoothedLoss(torch.autograd.Function):
+    """smoothed_loss whose forward also makes the gradient, softmax - q (q = (1 - eps) at the gold
+    token + eps / V everywhere; 0 on pad rows), in the log-probs' own buffer: one pass over the
+    (B * T, V) log-probs instead of autograd's four (NLL scatter, the sum's expand, their sum,
+    log_softmax's backward), and no new buffer of that size in the backward."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, gold: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+        lprobs = logits.float().log_softmax(dim=-1).flatten(0, 1)  # (N, V)
+        gold = gold.flatten()
+        nll, loss = _smoothed_sums(lprobs, gold, eps)
+        loss = nll.clone() if loss is nll else loss  # eps 0: two outputs, one differentiable
+        grad = lprobs.exp_().sub_(eps / lprobs.size(1))  # softmax - eps / V, in place
+        rows = torch.arange(gold.numel(), device=gold.device)
+        grad.index_put_((rows, gold), torch.tensor(eps - 1.0, device=grad.device), accumulate=True)
+        grad[gold.eq(PAD_ID)] = 0.0  # a few rows
+        ctx.grad, ctx.shape, ctx.dtype = grad, logits.shape, logits.dtype
+        ctx.mark_non_differentiable(nll)
+        return nll, loss
+
+    @staticmethod
+    def backward(ctx, _: Tensor, grad_loss: Tensor) -> tuple[Tensor, None, None]:
+        grad, ctx.grad = ctx.grad, None  # once: scaled in place
+        return grad.mul_(grad_loss).view(ctx.shape).to(ctx.dtype), None, None
 
 
 def train_step(
