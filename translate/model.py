@@ -44,7 +44,7 @@ def intel_cpu() -> bool:
 
 # Training's linears (forward and both gradients) through oneDNN where MKL is slow: on an AVX-512
 # AMD box MKL ran them at half oneDNN's speed, on an Intel one as fast or faster (the weight
-# gradient 1.1-1.7x), so that there oneDNN training ran 0.94x HF against 1.10x with MKL
+# gradient 1.05-1.7x), so that there oneDNN training ran 0.94x HF against 1.10x with MKL
 # (docs/benchmarks.md, sessions 8 and 15).
 ONEDNN_TRAIN = ONEDNN_AVX512 and not intel_cpu()
 
