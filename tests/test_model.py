@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import translate.model as model_module
 from translate.config import ModelConfig
 from translate.model import (
     ONEDNN_AVX512,
@@ -22,6 +23,7 @@ from translate.model import (
     linear,
     matmul,
     onednn_linear_here,
+    packed,
     sdpa,
     sinusoids,
 )
@@ -201,6 +203,31 @@ def test_onednn_linear_matches_f_linear_forward_and_backward(bias: bool):
         for a, e in zip(ours, want, strict=True):
             assert a.shape == e.shape
             assert torch.allclose(a, e, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.skipif(
+    platform.machine() not in X86 or not torch.backends.mkldnn.is_available(),
+    reason="packed weights are for x86 CPUs with oneDNN",
+)
+@pytest.mark.parametrize("mkl", [False, True])
+def test_packed_weights_equal_f_linear_for_any_row_count(monkeypatch, mkl: bool):
+    """Both packed formats (oneDNN's, MKL's on Intel AVX-512 CPUs), packed for 128 rows, give
+    F.linear's output for other row counts, 3-D and strided inputs, with relu and residual."""
+    if mkl and not torch.backends.mkl.is_available():
+        pytest.skip("MKL's packed GEMM needs a build with MKL")
+    monkeypatch.setattr(model_module, "MKL_PACK", mkl)
+    torch.manual_seed(0)
+    w, b = torch.randn(40, 16), torch.randn(40)
+    weight = packed(w)
+    with torch.no_grad():
+        for x in (torch.randn(1, 16), torch.randn(7, 1, 16), torch.randn(300, 32)[:, ::2]):
+            want = F.linear(x, w, b)
+            res = torch.randn(want.shape)
+            torch.testing.assert_close(weight(x), F.linear(x, w), atol=1e-4, rtol=1e-5)
+            torch.testing.assert_close(weight(x, b), want, atol=1e-4, rtol=1e-5)
+            torch.testing.assert_close(weight(x, b, res), want + res, atol=1e-4, rtol=1e-5)
+            got = weight(x, b, res, relu=True)
+            torch.testing.assert_close(got, want.relu() + res, atol=1e-4, rtol=1e-5)
 
 
 def test_linear_takes_onednn_only_for_fp32_without_autocast_or_compile(monkeypatch):

@@ -119,11 +119,11 @@ class OneDNNLinear(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
-def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """F.linear, through oneDNN where `onednn_linear_here` says so or `weight` comes from
+def linear(x: Tensor, weight: Tensor | Packed, bias: Tensor | None = None) -> Tensor:
+    """F.linear, through oneDNN where `onednn_linear_here` says so, or through a weight from
     `packed`. (..., in) -> (..., out)."""
-    if weight.is_mkldnn:
-        return onednn_mm(x, weight, bias)
+    if isinstance(weight, Packed):
+        return weight(x, bias)
     if not onednn_linear_here(x, weight):
         return F.linear(x, weight, bias)
     if torch.is_grad_enabled():
@@ -143,16 +143,53 @@ def packable(weight: Tensor) -> bool:
     )
 
 
-def packed(weight: Tensor) -> Tensor:
-    """A oneDNN-prepacked copy of weight (out, in), laid out for about 128 input rows (32
-    sentences x beam 4) and right for any number (see `packable` for when to use it).
+# Inference GEMMs against a prepacked weight go through MKL's packed sgemm on Intel AVX-512 CPUs:
+# there it ran the decoding shapes 1.4-3.4x faster than oneDNN's packed weights at 8 rows and
+# 1.05-1.16x at 128 (docs/benchmarks.md, session 16). Elsewhere oneDNN's, as MKL runs at half speed
+# on AMD CPUs.
+MKL_PACK = ONEDNN_AVX512 and intel_cpu() and torch.backends.mkl.is_available()
 
-    The output projection of beam search (128 x 256 @ 256 x 8000) ran 1.6-1.7x faster than
-    F.linear's MKL on an AMD AVX2 box. On an AVX-512 one the decoder's weights, read from memory
-    as between decoding steps, ran 5-33% faster than plain ones through oneDNN at 128 rows and
-    2x at 4 rows (docs/benchmarks.md, session 9).
+
+@dataclass(frozen=True)
+class Packed:
+    """A weight (out, in) and its copy prepacked for CPU inference GEMMs (see `packed`)."""
+
+    weight: Tensor
+    data: Tensor  # opaque: MKL's packed format (MKL_PACK) or oneDNN's
+
+    def __call__(
+        self, x: Tensor, bias: Tensor | None = None, residual: Tensor | None = None, relu=False
+    ) -> Tensor:
+        """x (..., in) @ weight.T + bias, then relu if asked, then + residual (..., out) if
+        given: oneDNN applies either inside the GEMM (a post-op), MKL as in-place ops."""
+        if MKL_PACK:  # the packed GEMM for any row count M (prepack_batch_size = M)
+            out = torch.ops.mkl._mkl_linear(
+                x, self.data, self.weight, bias, x.numel() // x.size(-1)
+            )
+            out = out.relu_() if relu else out
+            return out if residual is None else out.add_(residual)
+        if residual is None:
+            act = "relu" if relu else "none"
+            return torch.ops.mkldnn._linear_pointwise(x, self.data, bias, act, [], "")
+        if not relu:
+            add = torch.ops.mkldnn._linear_pointwise.binary
+            return add(x, residual, self.data, bias, "add")
+        out = F.relu(onednn_mm(x, self.data, bias))
+        return out + residual
+
+
+def packed(weight: Tensor) -> Packed:
+    """weight (out, in) with a copy prepacked for about 128 input rows (32 sentences x beam 4),
+    right for any number (see `packable` for when to use it).
+
+    On an AMD AVX2 box oneDNN's packed output projection of beam search (128 x 256 @ 256 x 8000)
+    ran 1.6-1.7x faster than F.linear's MKL; on an AVX-512 one the decoder's weights, read from
+    memory as between decoding steps, 5-33% faster than plain ones through oneDNN at 128 rows and
+    2x at 4 rows (docs/benchmarks.md, session 9). MKL's packed weights: see MKL_PACK.
     """
-    return torch.ops.mkldnn._reorder_linear_weight(weight, 128)
+    if MKL_PACK:
+        return Packed(weight, torch.ops.mkl._mkl_reorder_linear_weight(weight, 128))
+    return Packed(weight, torch.ops.mkldnn._reorder_linear_weight(weight, 128))
 
 
 KEPT: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple]] = weakref.WeakKeyDictionary()
@@ -182,20 +219,12 @@ class Linear(nn.Linear):
     AVX-512 CPU (fp32) with a `packed` copy of the weight, kept until the weight changes."""
 
     def forward(self, x: Tensor, residual: Tensor | None = None, relu: bool = False) -> Tensor:
-        """x (..., in) -> (..., out), then relu if asked, then + residual (..., out) if given.
-        With a packed weight oneDNN applies either inside the GEMM (a post-op), not as an op of
-        its own."""
+        """x (..., in) -> (..., out), then relu if asked, then + residual (..., out) if given
+        (with a packed weight, as Packed does)."""
         if not torch.is_grad_enabled() and onednn_linear_here(x, self.weight):  # packable too
             weight = kept(self, "_packed", (self.weight,), lambda: packed(self.weight))
-            if residual is None:
-                act = "relu" if relu else "none"
-                return torch.ops.mkldnn._linear_pointwise(x, weight, self.bias, act, [], "")
-            if not relu:
-                add = torch.ops.mkldnn._linear_pointwise.binary
-                return add(x, residual, weight, self.bias, "add")
-            out = onednn_mm(x, weight, self.bias)
-        else:
-            out = linear(x, self.weight, self.bias)
+            return weight(x, self.bias, residual, relu)
+        out = linear(x, self.weight, self.bias)
         out = F.relu(out) if relu else out
         return out if residual is None else out + residual
 
@@ -220,7 +249,7 @@ class Attention(nn.Module):
         B, T, D = x.shape
         return x.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)
 
-    def step_weights(self, kv: bool) -> tuple[Tensor, Tensor]:
+    def step_weights(self, kv: bool) -> tuple[Tensor | Packed, Tensor]:
         """For decoding steps: the query projection's weight (D, D) and bias (D,) scaled by
         1/sqrt(Dh), so scores need no division, and with kv the key and value projections'
         below them ((3D, D), (3D,)): one GEMM instead of three. The weight is `packed` on
@@ -230,7 +259,7 @@ class Attention(nn.Module):
         sources = tuple(t for p in projs for t in (p.weight, p.bias))
         return kept(self, f"_step_weights_{kv}_{pack}", sources, lambda: self.fuse(projs, pack))
 
-    def fuse(self, projs: tuple[nn.Linear, ...], pack: bool) -> tuple[Tensor, Tensor]:
+    def fuse(self, projs: tuple[nn.Linear, ...], pack: bool) -> tuple[Tensor | Packed, Tensor]:
         """step_weights, made."""
         scale = (self.q_proj.in_features // self.n_heads) ** -0.5
         weight = torch.cat([p.weight for p in projs])
@@ -456,13 +485,15 @@ class DecoderState:
     cross_kv: list[KV]  # per layer, keys and values (B, H, S, Dh)
     pad_bias: Tensor | None  # (B, 1, 1, S): 0 at real source tokens, -inf at pads; None if no pads
     self_kv: list[Tensor | None]  # per layer, keys and values (B, 2, H, cap * G, Dh)
-    self_weights: list[tuple[Tensor, Tensor]]  # per layer, self_attn.step_weights(kv=True)
-    cross_weights: list[tuple[Tensor, Tensor]]  # per layer, encoder_attn.step_weights(kv=False)
+    self_weights: list[tuple[Tensor | Packed, Tensor]]  # per layer, self_attn.step_weights(kv=True)
+    cross_weights: list[
+        tuple[Tensor | Packed, Tensor]
+    ]  # per layer, encoder_attn.step_weights(kv=False)
     beams: Tensor | None = None  # (N, step) long: ancestor beam of each row at each step
     ancestry: Tensor | None = None  # beam_attention's mask for this step, from `beams`
     step: int = 0  # position of the next input token (0 = bos)
     G: int = 1  # rows (beams) per sentence, set by the first decode_step
-    out_weight: Tensor | None = None  # the output projection, `packed` for CPU inference
+    out_weight: Packed | None = None  # the output projection, `packed` for CPU inference
 
     def write(self, layer: int, kv: Tensor) -> KV:
         """Store this step's keys and values of `layer`, kv (N, 2D) (keys | values), in one copy
@@ -560,7 +591,7 @@ class Transformer(nn.Module):
             x = layer.encode(x, mask)
         return self.encoder.norm(x), src_pad
 
-    def logits(self, x: Tensor, weight: Tensor | None = None) -> Tensor:
+    def logits(self, x: Tensor, weight: Packed | None = None) -> Tensor:
         """Output projection with the shared embedding: (..., D) -> (..., V); `weight`: its
         copy from `packed` to use instead."""
         return linear(x, self.shared.weight if weight is None else weight)
@@ -603,7 +634,7 @@ class Transformer(nn.Module):
             out_weight=self.packed_output(),
         )
 
-    def packed_output(self) -> Tensor | None:
+    def packed_output(self) -> Packed | None:
         """The output projection `packed` for CPU inference (kept until it changes), or None."""
         weight = self.shared.weight
         if not packable(weight):
