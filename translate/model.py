@@ -144,7 +144,7 @@ def packable(weight: Tensor) -> bool:
 
 
 # Inference GEMMs against a prepacked weight go through MKL's packed sgemm on Intel AVX-512 CPUs:
-# there it ran the decoding shapes 1.4-3.4x faster than oneDNN's packed weights at 8 rows and
+# there it ran the decoding shapes 1.4-3.3x faster than oneDNN's packed weights at 8 rows and
 # 1.05-1.16x at 128 (docs/benchmarks.md, session 16). Elsewhere oneDNN's, as MKL runs at half speed
 # on AMD CPUs.
 MKL_PACK = ONEDNN_AVX512 and intel_cpu() and torch.backends.mkl.is_available()
@@ -155,17 +155,21 @@ class Packed:
     """A weight (out, in) and its copy prepacked for CPU inference GEMMs (see `packed`)."""
 
     weight: Tensor
-    data: Tensor  # opaque: MKL's packed format (MKL_PACK) or oneDNN's
+    data: Tensor  # opaque: MKL's packed format if `mkl`, else oneDNN's
+    mkl: bool
 
     def __call__(
-        self, x: Tensor, bias: Tensor | None = None, residual: Tensor | None = None, relu=False
+        self,
+        x: Tensor,
+        bias: Tensor | None = None,
+        residual: Tensor | None = None,
+        relu: bool = False,
     ) -> Tensor:
         """x (..., in) @ weight.T + bias, then relu if asked, then + residual (..., out) if
         given: oneDNN applies either inside the GEMM (a post-op), MKL as in-place ops."""
-        if MKL_PACK:  # the packed GEMM for any row count M (prepack_batch_size = M)
-            out = torch.ops.mkl._mkl_linear(
-                x, self.data, self.weight, bias, x.numel() // x.size(-1)
-            )
+        if self.mkl:  # takes the packed GEMM when its last argument is x's row count, as here
+            rows = x.numel() // x.size(-1)
+            out = torch.ops.mkl._mkl_linear(x, self.data, self.weight, bias, rows)
             out = out.relu_() if relu else out
             return out if residual is None else out.add_(residual)
         if residual is None:
@@ -180,7 +184,8 @@ class Packed:
 
 def packed(weight: Tensor) -> Packed:
     """weight (out, in) with a copy prepacked for about 128 input rows (32 sentences x beam 4),
-    right for any number (see `packable` for when to use it).
+    right for any number (MKL's, packed for 128, gave F.linear's output for 1 to 2,048 rows; see
+    `packable` for when to use it).
 
     On an AMD AVX2 box oneDNN's packed output projection of beam search (128 x 256 @ 256 x 8000)
     ran 1.6-1.7x faster than F.linear's MKL; on an AVX-512 one the decoder's weights, read from
@@ -188,8 +193,8 @@ def packed(weight: Tensor) -> Packed:
     2x at 4 rows (docs/benchmarks.md, session 9). MKL's packed weights: see MKL_PACK.
     """
     if MKL_PACK:
-        return Packed(weight, torch.ops.mkl._mkl_reorder_linear_weight(weight, 128))
-    return Packed(weight, torch.ops.mkldnn._reorder_linear_weight(weight, 128))
+        return Packed(weight, torch.ops.mkl._mkl_reorder_linear_weight(weight, 128), mkl=True)
+    return Packed(weight, torch.ops.mkldnn._reorder_linear_weight(weight, 128), mkl=False)
 
 
 KEPT: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple]] = weakref.WeakKeyDictionary()
