@@ -145,8 +145,9 @@ def packable(weight: Tensor) -> bool:
 
 # Inference GEMMs against a prepacked weight go through MKL's packed sgemm on Intel AVX-512 CPUs:
 # there it ran the decoding shapes 1.4-3.3x faster than oneDNN's packed weights at 8 rows and
-# 1.05-1.16x at 128 (docs/benchmarks.md, session 16). Elsewhere oneDNN's, as MKL runs at half speed
-# on AMD CPUs.
+# 1.05-1.16x at 128 (docs/benchmarks.md, session 16). Elsewhere oneDNN's: on an AMD AVX-512
+# box MKL ran fp32 GEMMs at about half oneDNN's speed (session 8); its packed GEMM was not
+# measured there.
 MKL_PACK = ONEDNN_AVX512 and intel_cpu() and torch.backends.mkl.is_available()
 
 
@@ -490,10 +491,9 @@ class DecoderState:
     cross_kv: list[KV]  # per layer, keys and values (B, H, S, Dh)
     pad_bias: Tensor | None  # (B, 1, 1, S): 0 at real source tokens, -inf at pads; None if no pads
     self_kv: list[Tensor | None]  # per layer, keys and values (B, 2, H, cap * G, Dh)
-    self_weights: list[tuple[Tensor | Packed, Tensor]]  # per layer, self_attn.step_weights(kv=True)
-    cross_weights: list[
-        tuple[Tensor | Packed, Tensor]
-    ]  # per layer, encoder_attn.step_weights(kv=False)
+    # per layer, self_attn.step_weights(kv=True) and encoder_attn.step_weights(kv=False)
+    self_weights: list[tuple[Tensor | Packed, Tensor]]
+    cross_weights: list[tuple[Tensor | Packed, Tensor]]
     beams: Tensor | None = None  # (N, step) long: ancestor beam of each row at each step
     ancestry: Tensor | None = None  # beam_attention's mask for this step, from `beams`
     step: int = 0  # position of the next input token (0 = bos)
