@@ -46,7 +46,8 @@ def intel_cpu() -> bool:
 # AMD box MKL ran them at half oneDNN's speed, on an Intel one as fast or faster (the weight
 # gradient 1.05-1.7x), so that there oneDNN training ran 0.94x HF against 1.10x with MKL
 # (docs/benchmarks.md, sessions 8 and 15).
-ONEDNN_TRAIN = ONEDNN_AVX512 and not intel_cpu()
+INTEL_AVX512 = ONEDNN_AVX512 and intel_cpu()  # /proc/cpuinfo read once
+ONEDNN_TRAIN = ONEDNN_AVX512 and not INTEL_AVX512
 
 
 def sinusoids(n_pos: int, dim: int) -> Tensor:
@@ -148,7 +149,7 @@ def packable(weight: Tensor) -> bool:
 # 1.05-1.16x at 128 (docs/benchmarks.md, session 16). Elsewhere oneDNN's: on an AMD AVX-512
 # box MKL ran fp32 GEMMs at about half oneDNN's speed (session 8); its packed GEMM was not
 # measured there.
-MKL_PACK = ONEDNN_AVX512 and intel_cpu() and torch.backends.mkl.is_available()
+MKL_PACK = INTEL_AVX512 and torch.backends.mkl.is_available()
 
 
 @dataclass(frozen=True)
@@ -171,16 +172,16 @@ class Packed:
         if self.mkl:  # takes the packed GEMM when its last argument is x's row count, as here
             rows = x.numel() // x.size(-1)
             out = torch.ops.mkl._mkl_linear(x, self.data, self.weight, bias, rows)
-            out = out.relu_() if relu else out
-            return out if residual is None else out.add_(residual)
-        if residual is None:
+        elif residual is None:
             act = "relu" if relu else "none"
             return torch.ops.mkldnn._linear_pointwise(x, self.data, bias, act, [], "")
-        if not relu:
+        elif not relu:
             add = torch.ops.mkldnn._linear_pointwise.binary
             return add(x, residual, self.data, bias, "add")
-        out = F.relu(onednn_mm(x, self.data, bias))
-        return out + residual
+        else:  # oneDNN fuses one post-op here
+            out = onednn_mm(x, self.data, bias)
+        out = out.relu_() if relu else out
+        return out if residual is None else out.add_(residual)
 
 
 def packed(weight: Tensor) -> Packed:
@@ -513,8 +514,7 @@ class DecoderState:
         elif buf.size(3) < n:
             buf = self.self_kv[layer] = moved(buf, t * G, max(16, 2 * t) * G)
         buf[..., t * G : n, :] = kv.view(B, G, 2, H, Dh).permute(0, 2, 3, 1, 4)
-        k, v = buf[..., :n, :].unbind(1)
-        return k, v
+        return buf[..., :n, :].unbind(1)
 
     def reorder(self, rows: Tensor, sentences: Tensor | None = None) -> None:
         """Keep rows `rows` (N',) in that order (beam reordering); `sentences` (B',), if given,
