@@ -46,7 +46,7 @@ from data_prep import (  # noqa: E402
 )
 from data_prep.tokenizer import round_vocab  # noqa: E402
 from translate.config import Config, load_config  # noqa: E402
-from translate.model import Transformer  # noqa: E402
+from translate.model import ONEDNN_BF16, Transformer  # noqa: E402
 
 Batch = tuple[Tensor, Tensor, Tensor, int]  # src (B,S), tgt_in (B,T), tgt_out (B,T), target tokens
 TOKENS = "tokens/s counts real (non-pad) source + target tokens; tgt_tok/s target tokens only"
@@ -236,19 +236,25 @@ def padded_src(seqs: list[list[int]]) -> Tensor:
 
 
 def decode_ours(
-    model, batches: list[list[list[int]]], a: argparse.Namespace, stop: str = "early"
+    model,
+    batches: list[list[list[int]]],
+    a: argparse.Namespace,
+    stop: str = "early",
+    bf16: bool = False,
 ) -> list[int]:
     """translate.search.beam_search over the batches, as many at once as translate.Translator
     decodes (translator.batch_map) -> output lengths (eos excluded). stop="early" is the rule
-    of the others here: a sentence ends once 4 hypotheses have."""
+    of the others here: a sentence ends once 4 hypotheses have. bf16: under CPU bf16 autocast,
+    as `translate --precision bf16` decodes."""
     from translate.search import beam_search
     from translate.translator import batch_map
 
     def decode(seqs: list[list[int]]) -> list[int]:
         src = padded_src(seqs)
-        found = beam_search(
-            model, src, beam=4, alpha=a.alpha, max_len_a=0.0, max_len_b=a.max_len, stop=stop
-        )
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            found = beam_search(
+                model, src, beam=4, alpha=a.alpha, max_len_a=0.0, max_len_b=a.max_len, stop=stop
+            )
         return [len(hyps[0][0]) for hyps in found]
 
     with batch_map(torch.device("cpu"), len(batches)) as map_batches:
@@ -312,9 +318,9 @@ def ct2_engine(path: Path, compute_type: str, intra_threads: int, inter_threads:
     return decode_ct2, translator
 
 
-def ours_engine(model: Transformer, stop: str = "early"):
-    """(decode fn with this stop rule, our model) for an EngineProcess."""
-    return functools.partial(decode_ours, stop=stop), model
+def ours_engine(model: Transformer, stop: str = "early", bf16: bool = False):
+    """(decode fn with this stop rule and precision, our model) for an EngineProcess."""
+    return functools.partial(decode_ours, stop=stop, bf16=bf16), model
 
 
 def serve_engine(conn, threads: int, build, build_args: tuple) -> None:
@@ -470,6 +476,10 @@ def bench_decode(args: argparse.Namespace) -> dict:
             (at_once, EngineProcess(n, ct2_engine, ct2, "float32", 1, n), False),
             ("ctranslate2 int8", EngineProcess(n, ct2_engine, ct2, "int8", n, 1), False),
         ]
+        if ONEDNN_BF16:  # CTranslate2 has no bf16 on CPU; its int8 row is the like of this one
+            engines.insert(
+                3, ("ours bf16", EngineProcess(n, ours_engine, model, "early", True), False)
+            )
         rows = timed_decode(engines, batches, a, args.rounds)
         for _, engine, _ in engines:
             engine.close()
@@ -477,7 +487,7 @@ def bench_decode(args: argparse.Namespace) -> dict:
             print_profile(f"ours, {len(ids)} sentences", lambda: decode_ours(model, batches, a))
     speed = {r["engine"]: r["sent/s"] for r in rows}
     median = {r["engine"]: r["median_s"] for r in rows}  # seconds: lower is faster
-    return {
+    result = {
         "weights": weights,
         "threads": args.threads,
         "load_avg_1m": os.getloadavg()[0],  # > cores: other processes compete, numbers are noisy
@@ -500,6 +510,12 @@ def bench_decode(args: argparse.Namespace) -> dict:
         ),
         "batched_vs_one_at_a_time": round(speed["ours"] / speed["ours 1-at-a-time"], 3),
     }
+    if "ours bf16" in speed:  # `translate --precision bf16`, against CTranslate2 in fp32
+        fp32 = max(speed["ctranslate2 fp32"], speed[at_once])
+        result["decode_bf16_speedup_vs_ctranslate2"] = round(speed["ours bf16"] / fp32, 3)
+        fp32 = min(median["ctranslate2 fp32"], median[at_once])
+        result["decode_bf16_speedup_vs_ctranslate2_median"] = round(fp32 / median["ours bf16"], 3)
+    return result
 
 
 # -------------------------------------------------------------------------------------- gpu

@@ -15,6 +15,7 @@ import translate.model as model_module
 from translate.config import ModelConfig
 from translate.model import (
     ONEDNN_AVX512,
+    ONEDNN_BF16,
     ONEDNN_TRAIN,
     X86,
     OneDNNLinear,
@@ -170,16 +171,62 @@ def test_cpu_attention_runs_in_fp32_under_bf16_autocast():
     reason="packed weights are for x86 CPUs with oneDNN",
 )
 def test_cpu_inference_uses_the_prepacked_output_projection():
-    """Only under no_grad (the cached-decoding tests above check its logits) and not under
-    autocast, which needs F.linear's casts; a prepacked copy of a bf16 weight is never made."""
+    """Only under no_grad (the cached-decoding tests above check its logits); under CPU bf16
+    autocast a bf16 copy where the CPU multiplies bf16 natively, under fp16 autocast none; a
+    prepacked copy of a bf16 weight is never made."""
     model, src = tiny(), rand_ids(2, 5)
     state = model.init_state(*model.encode(src))
     assert state.out_weight is None  # gradients on: the packed op has no backward
     with torch.no_grad():
-        assert model.init_state(*model.encode(src)).out_weight is not None
+        weight = model.init_state(*model.encode(src)).out_weight
+        assert weight is not None and not weight.bf16
         with torch.autocast("cpu", dtype=torch.bfloat16):
+            weight = model.init_state(*model.encode(src)).out_weight
+            assert (weight is not None and weight.bf16) if ONEDNN_BF16 else weight is None
+        with torch.autocast("cpu", dtype=torch.float16):
             assert model.init_state(*model.encode(src)).out_weight is None
         assert model.bfloat16().init_state(*model.encode(src)).out_weight is None
+
+
+@pytest.mark.skipif(not ONEDNN_BF16, reason="bf16 packed weights need AVX512-BF16 or AMX")
+def test_bf16_packed_weights_are_close_to_f_linear():
+    """bf16 weights give F.linear's output to bf16's precision, in fp32, for any row count, 3-D
+    and strided inputs and with a residual; after relu (fc1) in bf16, which they also take."""
+    torch.manual_seed(0)
+    w, b = torch.randn(40, 16) / 4, torch.randn(40)
+    weight = packed(w, torch.bfloat16)
+    close = dict(atol=0.05, rtol=0.02)
+    with torch.no_grad():
+        for x in (torch.randn(1, 16), torch.randn(7, 1, 16), torch.randn(300, 32)[:, ::2]):
+            want = F.linear(x, w, b)
+            res = torch.randn(want.shape)
+            assert weight(x, b).dtype == torch.float32
+            torch.testing.assert_close(weight(x, b), want, **close)
+            torch.testing.assert_close(weight(x.bfloat16(), b), want, **close)
+            torch.testing.assert_close(weight(x, b, res), want + res, **close)
+            torch.testing.assert_close(weight(x, b, res, relu=True), want.relu() + res, **close)
+            got = weight(x, b, relu=True)
+            assert got.dtype == torch.bfloat16
+            torch.testing.assert_close(got.float(), want.relu(), **close)
+
+
+@pytest.mark.skipif(not ONEDNN_BF16, reason="bf16 packed weights need AVX512-BF16 or AMX")
+def test_bf16_decoding_is_close_and_leaves_fp32_decoding_as_it_was():
+    """Decoding steps under CPU bf16 autocast give fp32 logits close to fp32 decoding's, and
+    fp32 decoding afterwards is exactly as before: each precision keeps its own packed copies."""
+    model, src, tgt = tiny(), rand_ids(3, 7), rand_ids(3, 4)
+
+    def steps() -> torch.Tensor:
+        state = model.init_state(*model.encode(src))
+        return torch.stack([model.decode_step(tgt[:, t], state)[0] for t in range(4)], 1)
+
+    with torch.no_grad():
+        fp32 = steps()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = steps()
+        assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)
+        torch.testing.assert_close(bf16, fp32, atol=0.1, rtol=0.05)
+        assert torch.equal(steps(), fp32)
 
 
 @pytest.mark.skipif(

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import translate.translator as translator_mod
-from translate.translator import Translator, clean_line, one_line
+from translate.model import ONEDNN_BF16
+from translate.translator import Translator, clean_line, one_line, resolve_precision
 
 INPUTS = [
     "Guten Morgen",
@@ -125,6 +126,24 @@ def test_bad_options_are_value_errors(translator):
         translator.translate("Hallo")
     with pytest.raises(ValueError, match="fp16"):
         Translator.load("unused", device="cpu", precision="fp16")
+
+
+def test_cpu_bf16_is_autocast_where_the_cpu_has_it_and_a_clear_error_elsewhere():
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) is None  # fp32: the default never depends on the CPU
+    if ONEDNN_BF16:
+        assert resolve_precision("bf16", cpu) == torch.bfloat16
+    else:
+        with pytest.raises(ValueError, match="AVX512-BF16 or AMX"):
+            resolve_precision("bf16", cpu)
+
+
+@pytest.mark.skipif(not ONEDNN_BF16, reason="CPU bf16 decoding needs AVX512-BF16 or AMX")
+def test_bf16_translator_on_cpu_keeps_lines_aligned(tiny_checkpoint):
+    bf16 = Translator.load(tiny_checkpoint, device="cpu", precision="bf16")
+    out = bf16.translate(INPUTS, beam=3, batch_tokens=40)
+    assert len(out) == len(INPUTS) and out[1] == "" and out[4] == ""
+    assert all(isinstance(t, str) and "\n" not in t for t in out)
 
 
 def test_defaults_come_from_checkpoint_config(translator):

@@ -9,6 +9,7 @@ also `encoder_attn.*` / `encoder_attn_layer_norm`. `model.pre_norm` adds `encode
 
 from __future__ import annotations
 
+import functools
 import math
 import platform
 import threading
@@ -132,15 +133,32 @@ def linear(x: Tensor, weight: Tensor | Packed, bias: Tensor | None = None) -> Te
     return onednn_mm(x, weight, bias)  # inference: no autograd node to build
 
 
+# bf16 inference GEMMs where the CPU multiplies bf16 natively (AVX512-BF16, AMX): through AMX
+# oneDNN's packed bf16 GEMMs ran the decoding shapes 2.9-6.4x faster than MKL's packed fp32 at
+# 128 rows, 0.5-1.4x at 8 (docs/benchmarks.md, session 17). Elsewhere oneDNN emulates bf16.
+ONEDNN_BF16 = ONEDNN_AVX512 and torch.cpu._is_avx512_bf16_supported()
+
+
+def packed_dtype() -> torch.dtype | None:
+    """The dtype inference's `packed` weights take now: fp32 with CPU autocast off, bf16 under
+    CPU bf16 autocast where ONEDNN_BF16; None otherwise (autocast's own linears then)."""
+    if not torch.is_autocast_enabled("cpu"):
+        return torch.float32
+    bf16 = ONEDNN_BF16 and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    return torch.bfloat16 if bf16 else None
+
+
 def packable(weight: Tensor) -> bool:
-    """Whether inference may multiply by a `packed` copy of `weight`: fp32 on an x86 CPU with
-    oneDNN, autograd and autocast off (the packed op has no backward and no casts)."""
+    """Whether inference may multiply by a `packed` copy of `weight`: an fp32 weight on an x86 CPU
+    with oneDNN, autograd off (the packed op has no backward), not under torch.compile, and
+    `packed_dtype` not None."""
     return (
         ONEDNN_X86
         and weight.device.type == "cpu"
         and weight.dtype == torch.float32
         and not torch.is_grad_enabled()
-        and not torch.is_autocast_enabled("cpu")
+        and not torch.compiler.is_compiling()
+        and packed_dtype() is not None
     )
 
 
@@ -157,8 +175,9 @@ class Packed:
     """A weight (out, in) and its copy prepacked for CPU inference GEMMs (see `packed`)."""
 
     weight: Tensor
-    data: Tensor  # opaque: MKL's packed format if `mkl`, else oneDNN's
+    data: Tensor  # opaque: MKL's packed format if `mkl`, else oneDNN's (in bf16 if `bf16`)
     mkl: bool
+    bf16: bool = False
 
     def __call__(
         self,
@@ -168,7 +187,18 @@ class Packed:
         relu: bool = False,
     ) -> Tensor:
         """x (..., in) @ weight.T + bias, then relu if asked, then + residual (..., out) if
-        given: oneDNN applies either inside the GEMM (a post-op), MKL as in-place ops."""
+        given: oneDNN applies either inside the GEMM (a post-op), MKL as in-place ops.
+
+        bf16 weights take x in bf16 or fp32 and return fp32 (the residual's sum made in fp32),
+        except after relu without a residual (fc1): bf16 for the next GEMM (fc2) as it is."""
+        if self.bf16:  # x.to is x itself when it is bf16 already
+            act = "relu" if relu else "none"
+            out = torch.ops.mkldnn._linear_pointwise(
+                x.to(torch.bfloat16), self.data, bias, act, [], ""
+            )
+            if residual is not None:
+                return residual + out  # one pass: the sum is fp32
+            return out if relu else out.float()
         if self.mkl:  # takes the packed GEMM when its last argument is x's row count, as here
             rows = x.numel() // x.size(-1)
             out = torch.ops.mkl._mkl_linear(x, self.data, self.weight, bias, rows)
@@ -184,16 +214,19 @@ class Packed:
         return out if residual is None else out.add_(residual)
 
 
-def packed(weight: Tensor) -> Packed:
+def packed(weight: Tensor, dtype: torch.dtype = torch.float32) -> Packed:
     """weight (out, in) with a copy prepacked for about 128 input rows (32 sentences x beam 4),
     right for any number (MKL's, packed for 128, gave F.linear's output for 1 to 2,048 rows; see
-    `packable` for when to use it).
+    `packable` for when to use it); in bf16 (oneDNN's) if dtype is torch.bfloat16.
 
     On an AMD AVX2 box oneDNN's packed output projection of beam search (128 x 256 @ 256 x 8000)
     ran 1.6-1.7x faster than F.linear's MKL; on an AVX-512 one the decoder's weights, read from
     memory as between decoding steps, 5-33% faster than plain ones through oneDNN at 128 rows and
     2x at 4 rows (docs/benchmarks.md, session 9). MKL's packed weights: see MKL_PACK.
     """
+    if dtype == torch.bfloat16:
+        data = torch.ops.mkldnn._reorder_linear_weight(weight.to(dtype), 128)
+        return Packed(weight, data, mkl=False, bf16=True)
     if MKL_PACK:
         return Packed(weight, torch.ops.mkl._mkl_reorder_linear_weight(weight, 128), mkl=True)
     return Packed(weight, torch.ops.mkldnn._reorder_linear_weight(weight, 128), mkl=False)
@@ -223,13 +256,16 @@ def kept(owner: nn.Module, name: str, sources: tuple[Tensor, ...], make: Callabl
 
 class Linear(nn.Linear):
     """nn.Linear (same parameters and names) whose forward is `linear`; for inference on an
-    AVX-512 CPU (fp32) with a `packed` copy of the weight, kept until the weight changes."""
+    AVX-512 CPU (fp32, or bf16 under autocast: see `packed_dtype`) with a `packed` copy of the
+    weight, kept until the weight changes."""
 
     def forward(self, x: Tensor, residual: Tensor | None = None, relu: bool = False) -> Tensor:
         """x (..., in) -> (..., out), then relu if asked, then + residual (..., out) if given
         (with a packed weight, as Packed does)."""
-        if not torch.is_grad_enabled() and onednn_linear_here(x, self.weight):  # packable too
-            weight = kept(self, "_packed", (self.weight,), lambda: packed(self.weight))
+        if ONEDNN_AVX512 and x.device.type == "cpu" and packable(self.weight):
+            dtype = packed_dtype()
+            make = functools.partial(packed, self.weight, dtype)
+            weight = kept(self, f"_packed_{dtype}", (self.weight,), make)
             return weight(x, self.bias, residual, relu)
         out = linear(x, self.weight, self.bias)
         out = F.relu(out) if relu else out
@@ -262,11 +298,13 @@ class Attention(nn.Module):
         below them ((3D, D), (3D,)): one GEMM instead of three. The weight is `packed` on
         AVX-512 CPUs (as in Linear). Kept until a projection changes."""
         projs = (self.q_proj, self.k_proj, self.v_proj) if kv else (self.q_proj,)
-        pack = ONEDNN_AVX512 and packable(self.q_proj.weight)
+        pack = packed_dtype() if ONEDNN_AVX512 and packable(self.q_proj.weight) else None
         sources = tuple(t for p in projs for t in (p.weight, p.bias))
         return kept(self, f"_step_weights_{kv}_{pack}", sources, lambda: self.fuse(projs, pack))
 
-    def fuse(self, projs: tuple[nn.Linear, ...], pack: bool) -> tuple[Tensor | Packed, Tensor]:
+    def fuse(
+        self, projs: tuple[nn.Linear, ...], pack: torch.dtype | None
+    ) -> tuple[Tensor | Packed, Tensor]:
         """step_weights, made."""
         scale = (self.q_proj.in_features // self.n_heads) ** -0.5
         weight = torch.cat([p.weight for p in projs])
@@ -274,7 +312,7 @@ class Attention(nn.Module):
         D = self.q_proj.out_features
         weight[:D] *= scale  # cat made a copy
         bias[:D] *= scale
-        return (packed(weight) if pack else weight), bias
+        return (weight if pack is None else packed(weight, pack)), bias
 
     def kv(self, x: Tensor) -> KV:
         """Keys and values of `x` (B, S, D), each (B, H, S, Dh)."""
@@ -644,7 +682,8 @@ class Transformer(nn.Module):
         weight = self.shared.weight
         if not packable(weight):
             return None
-        return kept(self, "_packed_output", (weight,), lambda: packed(weight))
+        dtype = packed_dtype()
+        return kept(self, f"_packed_output_{dtype}", (weight,), lambda: packed(weight, dtype))
 
     def decode_step(
         self, tokens: Tensor, state: DecoderState, need_attn: bool = False

@@ -48,7 +48,7 @@ def max_lengths(model: Transformer, src_ids: Tensor, a: float, b: int) -> Tensor
 def log_probs(logits: Tensor, step: int, max_len: Tensor) -> Tensor:
     """logits (N, V) -> log-probs (N, V) with pad/bos/unk at -inf, and only eos left for rows
     that reached their max_len (N,) output tokens."""
-    lprobs = logits.float().log_softmax(dim=-1)
+    lprobs = logits.log_softmax(dim=-1, dtype=torch.float32)
     lprobs[:, list(NEVER_EMITTED)] = float("-inf")
     at_max = max_len <= step  # (N,)
     if bool(at_max.any()):

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from data_prep import EOS_ID, PAD_ID, sorted_batches
 from translate.checkpoint import load_model
 from translate.config import STOPS, Config
+from translate.model import ONEDNN_BF16
 from translate.search import beam_search, greedy_search
 
 Hypotheses = list[tuple[str, float]]  # n-best (translation, score), best first
@@ -56,13 +57,19 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for decoding (None: plain fp32). 'auto': bf16 on GPUs that support it."""
+    """Autocast dtype for decoding (None: plain fp32). 'auto': bf16 on GPUs that support it,
+    fp32 on CPU. bf16 on CPU needs AVX512-BF16 or AMX (translate.model.ONEDNN_BF16)."""
     if precision not in ("auto", "fp32", "bf16", "fp16"):
         raise ValueError(f"--precision must be auto, fp32, bf16 or fp16; got '{precision}'")
     if device.type != "cuda":
-        if precision in ("bf16", "fp16"):
-            raise ValueError(f"--precision {precision} needs --device cuda; on CPU use fp32")
-        return None
+        if precision == "fp16":
+            raise ValueError("--precision fp16 needs --device cuda; on CPU use fp32 or bf16")
+        if precision == "bf16" and not ONEDNN_BF16:
+            raise ValueError(
+                "--precision bf16 on CPU needs AVX512-BF16 or AMX (Intel Xeon 4th generation "
+                "or newer, AMD Zen 4 or newer), which this CPU lacks; use fp32"
+            )
+        return torch.bfloat16 if precision == "bf16" else None
     if precision == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
