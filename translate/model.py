@@ -197,7 +197,7 @@ class Packed:
                 x.to(torch.bfloat16), self.data, bias, act, [], ""
             )
             if residual is not None:
-                return residual + out  # one pass: the sum is fp32
+                return residual + out  # fp32, as residual
             return out if relu else out.float()
         if self.mkl:  # takes the packed GEMM when its last argument is x's row count, as here
             rows = x.numel() // x.size(-1)
