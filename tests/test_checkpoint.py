@@ -54,7 +54,10 @@ def test_round_trip_and_tied_embedding_stored_once(tok_file, tmp_path):
     assert len(tied) == 1  # still one shared matrix after loading
 
 
-@pytest.mark.parametrize("damage", ["no_dir", "no_weights", "corrupt", "other_tokenizer", "config"])
+DAMAGES = ["no_dir", "no_weights", "corrupt", "other_tokenizer", "config", "nan", "missing"]
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
 def test_broken_checkpoints_raise_one_line_errors(tok_file, tmp_path, damage):
     model, cfg = tiny_model()
     ckpt = save_checkpoint(tmp_path / "ckpt", model, cfg, tok_file)
@@ -67,11 +70,21 @@ def test_broken_checkpoints_raise_one_line_errors(tok_file, tmp_path, damage):
         (ckpt / "model.safetensors").write_bytes(data[: len(data) // 3])
     elif damage == "other_tokenizer":
         write_tokenizer(ckpt / "tokenizer.json", vocab_size=384)
+    elif damage in ("nan", "missing"):  # a readable file with a NaN weight, or one tensor fewer
+        weights = safetensors.torch.load_file(ckpt / "model.safetensors")
+        name = "decoder.layers.0.fc1.weight"
+        if damage == "nan":
+            weights[name][0, 0] = float("nan")
+        else:
+            del weights[name]
+        safetensors.torch.save_file(weights, ckpt / "model.safetensors")
     else:
         (ckpt / "config.yaml").write_text("model: {d_model: 33}\n")
     with pytest.raises(CheckpointError) as err:
         load_model(ckpt)
     assert len(str(err.value).splitlines()) == 1
+    if damage in ("nan", "missing"):
+        assert "decoder.layers.0.fc1.weight" in str(err.value)
 
 
 class Evil:

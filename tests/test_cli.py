@@ -124,6 +124,47 @@ def test_broken_checkpoint_is_one_line_error(tiny_checkpoint, tmp_path, damage):
     assert_one_line_error(run_cli("--checkpoint", str(ckpt), "Hallo"))
 
 
+def test_invalid_utf8_in_an_argument_is_replaced_not_fatal(tiny_checkpoint):
+    bad = b"Ein \xff Hund".decode("utf-8", "surrogateescape")  # as Python passes such argv
+    proc = run_cli("--checkpoint", str(tiny_checkpoint), bad, "Zwei Katzen", "--max-len-b", "3")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert len(proc.stdout.decode().split("\n")) == 3
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--max-len-b", "100000000000000000000"],
+        ["--max-len-a", "inf"],
+        ["--max-len-a=-1"],
+        ["--alpha", "nan"],
+        ["--beta", "inf"],
+    ],
+)
+def test_out_of_range_search_options_are_one_line_errors(tiny_checkpoint, option):
+    proc = run_cli("--checkpoint", str(tiny_checkpoint), "Hallo", *option)
+    assert_one_line_error(proc, option[0].split("=")[0].removeprefix("--").replace("-", "_"))
+
+
+def test_bad_paths_fail_before_decoding_in_one_line(tiny_checkpoint, tmp_path):
+    ckpt = str(tiny_checkpoint)
+    src = tmp_path / "in.de"
+    src.write_text("Hallo\n", encoding="utf-8")
+    proc = run_cli("--checkpoint", ckpt, "--input", str(src), "--output", str(tmp_path / "no/x"))
+    assert_one_line_error(proc, "does not exist")
+    assert_one_line_error(run_cli("--checkpoint", ckpt, "--input", str(tmp_path)), "directory")
+    proc = run_cli("--checkpoint", ckpt, "--input", str(src), "--output", str(tmp_path))
+    assert_one_line_error(proc, "directory")
+
+
+def test_usage_errors_are_one_line():
+    for args in (["--stop", "never", "Hallo"], ["--beam", "x", "Hallo"]):
+        proc = run_cli(*args)
+        err = proc.stderr.decode()
+        assert proc.returncode == 2 and len(err.strip().splitlines()) == 1, err
+        assert err.startswith("translate: error: ") and "--help" in err
+
+
 def test_export_of_a_missing_checkpoint_is_one_line():
     proc = run_cli("export", "--checkpoint", "x", "--to", "hf", "out")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr.decode()

@@ -137,10 +137,28 @@ def load_weights(
                 f"and tokenizer.json expects {expected[name]}; is tokenizer.json the one it was "
                 "trained with?"
             )
+    missing, unexpected = sorted(expected.keys() - shapes), sorted(shapes.keys() - expected)
+    if missing or unexpected:
+        names = ", ".join(
+            [
+                *(f"'{k}' missing" for k in missing[:3]),
+                *(f"'{k}' unexpected" for k in unexpected[:3]),
+            ]
+        )
+        raise CheckpointError(
+            f"'{path}' does not match the model built from config.yaml: {names} "
+            f"({len(missing)} missing, {len(unexpected)} unexpected)"
+        )
     try:
         safetensors.torch.load_model(model, str(path), strict=True, device=str(device))
     except Exception as e:
         raise CheckpointError(f"'{path}' does not match the model: {e}".splitlines()[0]) from None
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(
+                f"'{path}': tensor '{name}' holds NaN or infinite values (a damaged file, or a "
+                "run that diverged); use an earlier checkpoint"
+            )
 
 
 def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu"):

@@ -98,9 +98,31 @@ def read_text_file(path: str) -> list[str]:
     """Lines of a UTF-8 text file ('-' is stdin), never failing on invalid bytes."""
     if path == "-":
         return read_lines(sys.stdin.buffer.read(), "stdin")
-    if not Path(path).is_file():
+    if Path(path).is_dir():
+        raise ValueError(f"input '{path}' is a directory; give a text file, one sentence per line")
+    if not Path(path).exists():
         raise ValueError(f"input file '{path}' does not exist")
-    return read_lines(Path(path).read_bytes(), path)
+    with open(path, "rb") as f:  # also pipes: /dev/stdin, <(...)
+        return read_lines(f.read(), path)
+
+
+def check_output(path: str | None) -> None:
+    """Fail before decoding, not after, when the output file cannot be written."""
+    if path is None:
+        return
+    out = Path(path)
+    if out.is_dir():
+        raise ValueError(f"output '{path}' is a directory; give a file name")
+    if not out.parent.is_dir():
+        raise ValueError(f"output directory '{out.parent}' does not exist; create it first")
+    if not os.access(out if out.exists() else out.parent, os.W_OK):
+        raise ValueError(f"output '{path}' is not writable")
+
+
+def argv_text(text: str) -> str:
+    """A command-line argument as valid UTF-8: bytes that were not (which Python keeps as lone
+    surrogates) become U+FFFD, as on stdin."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def format_results(results: list, n_best: int) -> list[str]:
@@ -110,8 +132,15 @@ def format_results(results: list, n_best: int) -> list[str]:
     return [f"{score:.4f}\t{text}" for hyps in results for text, score in hyps]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its usage errors as one line (the usage stays in --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="translate",
         description="Translate German to English with a trained checkpoint.",
         epilog="Reads stdin when no TEXT and no --input is given. "
@@ -131,10 +160,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def lines_given(args: argparse.Namespace) -> bool:
+    return bool(args.text) or args.input not in (None, "-")
+
+
 def run(args: argparse.Namespace) -> None:
     if args.text and args.input:
         raise ValueError("give either TEXT arguments or --input FILE, not both")
-    lines = args.text or (read_text_file(args.input) if args.input else None)
+    if (sys.stdout is None and not args.output) or (sys.stdin is None and not lines_given(args)):
+        raise ValueError("stdin or stdout is closed; give --input FILE / --output FILE")
+    check_output(args.output)
+    lines = [argv_text(t) for t in args.text] or (
+        read_text_file(args.input) if args.input else None
+    )
     translator = load_translator(args)  # before reading stdin: a bad checkpoint fails fast
     if lines is None and sys.stdin.isatty() and not args.output:
         return interactive(translator, args)
@@ -163,7 +201,7 @@ def interactive(translator: Translator, args: argparse.Namespace) -> None:
 
 
 def build_export_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="translate export",
         description="Export a post-LN checkpoint for Hugging Face transformers (MarianMTModel) or "
         "CTranslate2. Needs the optional packages: pip install -e .[bench]",

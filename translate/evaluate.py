@@ -18,7 +18,9 @@ from pathlib import Path
 from sacrebleu.metrics import BLEU, CHRF
 
 from translate.cli import (
+    Parser,
     add_decode_args,
+    check_output,
     decode_options,
     load_translator,
     read_text_file,
@@ -28,7 +30,7 @@ from translate.config import Config
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m translate.evaluate",
         description="Translate a test set and print sacreBLEU BLEU and chrF with signatures.",
     )
@@ -89,6 +91,7 @@ def run(args: argparse.Namespace) -> None:
         raise ValueError("give either --split or --src/--ref, not both")
     if not args.split and not (args.src and args.ref):
         raise ValueError("give --src FILE --ref FILE, or --split valid|test")
+    check_output(args.output)
     pair = None if args.split else read_pair(args.src, args.ref)  # file errors before model load
     translator = load_translator(args)
     src, refs = pair or read_split(translator.cfg, args.split)

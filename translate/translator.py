@@ -8,6 +8,7 @@ batch_map) and returned in input order, one line per input: outputs never contai
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -152,7 +153,7 @@ class Translator:
             stop=d.stop if stop is None else stop,
         )
         batch_tokens = d.batch_tokens if batch_tokens is None else batch_tokens
-        _check_options(opts["beam"], n_best, batch_tokens, opts["stop"])
+        _check_options(opts, n_best, batch_tokens)
         results = self._translate_all(list(texts), opts, n_best, batch_tokens, progress)
         return [hyps[0][0] for hyps in results] if n_best == 1 else results
 
@@ -219,7 +220,8 @@ class Translator:
         return (out + out[-1:] * n_best)[:n_best]  # exactly n_best, even if the search found fewer
 
 
-def _check_options(beam: int, n_best: int, batch_tokens: int, stop: str) -> None:
+def _check_options(opts: dict, n_best: int, batch_tokens: int) -> None:
+    beam, stop = opts["beam"], opts["stop"]
     if beam < 1:
         raise ValueError(f"beam must be at least 1; got {beam}")
     if not 1 <= n_best <= beam:
@@ -228,3 +230,11 @@ def _check_options(beam: int, n_best: int, batch_tokens: int, stop: str) -> None
         raise ValueError(f"batch_tokens must be positive; got {batch_tokens}")
     if stop not in STOPS:
         raise ValueError(f"stop must be one of {', '.join(STOPS)}; got '{stop}'")
+    for name in ("alpha", "beta", "max_len_a"):  # nan, inf: scores or lengths that mean nothing
+        if not math.isfinite(opts[name]) or (name != "alpha" and opts[name] < 0):
+            kind = "a finite number" if name == "alpha" else "finite and at least 0"
+            raise ValueError(f"{name} must be {kind}; got {opts[name]}")
+    if not 0 <= opts["max_len_b"] <= 1_000_000:  # the model's positions cap the length anyway
+        raise ValueError(f"max_len_b must be between 0 and 1000000; got {opts['max_len_b']}")
+    if opts["max_len_a"] > 1000:
+        raise ValueError(f"max_len_a must be at most 1000; got {opts['max_len_a']}")
