@@ -25,7 +25,15 @@ import numpy as np
 from tqdm import tqdm
 
 from data_prep import clean
-from data_prep.sources import SPLITS, Chunk, Stats, input_files, open_split, sample_split
+from data_prep.sources import (
+    SPLITS,
+    Chunk,
+    DataError,
+    Stats,
+    input_files,
+    open_split,
+    sample_split,
+)
 from data_prep.tokenizer import PieceEncoder, train_tokenizer
 from translate.config import DataConfig, data_hash
 
@@ -35,6 +43,8 @@ FORMAT = 1  # bump when the on-disk layout changes (invalidates every cache)
 def prepare(cfg: DataConfig) -> Path:
     """Build (or reuse, when config and inputs are unchanged) the prepared data dir; returns it."""
     out = Path(cfg.dir)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"data.dir '{out}' is a file; give a directory path")
     inputs = _signatures(cfg)
     if _is_current(out, cfg, inputs):
         return out

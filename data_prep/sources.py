@@ -7,6 +7,8 @@ corpus streams through in constant memory.
 from __future__ import annotations
 
 import gzip
+import os
+import socket
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
@@ -167,14 +169,39 @@ def load_wmt14(cfg: DataConfig):
     from datasets import load_dataset
 
     pair = "-".join(sorted((cfg.src_lang, cfg.tgt_lang)))
+    offline = not hub_reachable()
+    if offline:
+        go_offline()  # a cached copy still loads; otherwise fail now, not after 5 retries
     try:
         return load_dataset("wmt14", pair)
     except Exception as e:  # hub unreachable, offline mode, unknown config, ...
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        if offline:
+            reason = (
+                f"the hub's host does not resolve (offline?) and no cached copy loads ({reason})"
+            )
         raise DataError(
             f"could not load the Hugging Face dataset 'wmt14' ({pair}): {reason}; without hub "
             "access, put line-aligned files on disk and use source: local"
         ) from None
+
+
+def hub_reachable() -> bool:
+    """Whether the Hugging Face hub's host name resolves (offline machines fail at once)."""
+    host = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://")[-1].split("/")[0]
+    try:
+        socket.getaddrinfo(host.split(":")[0], 443)
+    except OSError:
+        return False
+    return True
+
+
+def go_offline() -> None:
+    """Switch `datasets` and `huggingface_hub` to offline mode for this process (cache only)."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    huggingface_hub.constants.HF_HUB_OFFLINE = datasets.config.HF_HUB_OFFLINE = True
 
 
 def _wmt14_split(cfg: DataConfig, split: str) -> tuple[int, Iterator[Chunk]]:

@@ -32,6 +32,23 @@ def test_overrides_are_typed():
         ("max_steps=3", ["section.key=value"]),
         ("data.vocab_size=256", ["data.vocab_size", "256"]),
         ("decode.stop=never", ["decode.stop", "exact, current, early", "never"]),
+        ("train.max_tokens=0", ["train.max_tokens", "at least 1", "0"]),
+        ("train.tokens_per_update=0", ["train.tokens_per_update", "0"]),
+        ("train.log_every=0", ["train.log_every", "0"]),
+        ("train.warmup=0", ["train.warmup", "0"]),
+        ("model.n_heads=0", ["model.n_heads", "0"]),
+        ("model.encoder_layers=0", ["model.encoder_layers", "0"]),
+        ("train.max_steps=-1", ["train.max_steps", "-1"]),
+        ("train.max_time=-5m", ["train.max_time", "positive"]),
+        ("train.session_time=0", ["train.session_time", "positive"]),
+        ("train.max_time=nan", ["train.max_time", "nan"]),
+        ("train.lr_scale=0", ["train.lr_scale", "above 0"]),
+        ("train.clip_norm=.nan", ["train.clip_norm", "nan"]),
+        ("model.dropout=1.0", ["model.dropout", "not including) 1"]),
+        ("train.label_smoothing=-0.1", ["train.label_smoothing", "-0.1"]),
+        ("train.betas=[0.9, 1.0]", ["train.betas", "1.0"]),
+        ("decode.beam=0", ["decode.beam", "0"]),
+        ("model.max_positions=64", ["model.max_positions", "data.max_len + 1", "65"]),
     ],
 )
 def test_bad_values_name_the_key(override, words):
@@ -62,3 +79,10 @@ def test_saved_config_round_trips(tmp_path):
 )
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == seconds
+
+
+def test_config_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(b"train:\n  out_dir: runs/\xff\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(path)

@@ -6,7 +6,7 @@ import gzip
 
 import pytest
 
-from data_prep import DataError
+from data_prep import DataError, sources
 from data_prep.sources import Stats, open_split, read_lines
 from translate.config import DataConfig
 
@@ -97,7 +97,32 @@ def test_wmt14_offline_is_a_one_line_data_error(monkeypatch):
         raise ConnectionError("Couldn't reach 'wmt14' on the Hub (LocalEntryNotFoundError)\nmore")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
+    monkeypatch.setattr(sources, "hub_reachable", lambda: True)  # the hub fails after resolving
     with pytest.raises(DataError) as e:
         open_split(DataConfig(source="wmt14"), "train", Stats())
     message = str(e.value)
     assert "\n" not in message and "wmt14" in message and "source: local" in message
+
+
+def test_wmt14_unresolvable_hub_goes_offline_at_once(monkeypatch):
+    """No host name resolution: offline mode before load_dataset (no 5 retries), one line."""
+    import socket
+
+    import datasets
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+
+    def no_dns(*args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    def load(*args, **kwargs):
+        assert huggingface_hub.constants.HF_HUB_OFFLINE and datasets.config.HF_HUB_OFFLINE
+        raise ConnectionError("Couldn't reach 'wmt14' on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    monkeypatch.setattr(datasets, "load_dataset", load)
+    with pytest.raises(DataError, match="does not resolve") as e:
+        open_split(DataConfig(source="wmt14"), "train", Stats())
+    assert "\n" not in str(e.value)

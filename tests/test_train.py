@@ -6,6 +6,7 @@ import copy
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,8 @@ import torch
 from conftest import tiny_overrides
 
 import translate.train as train_mod
-from data_prep import collate
+from data_prep import DataError, collate
+from translate.checkpoint import CheckpointError
 from translate.config import ConfigError, load_config
 from translate.model import Transformer
 from translate.train import Trainer, lr_at, pick_precision, smoothed_loss, train_step
@@ -320,3 +322,75 @@ def test_max_epochs_ends_with_a_checkpoint(tiny_cfg):
     state = torch.load(Path(cfg.train.out_dir) / "last" / "trainer_state.pt", weights_only=True)
     assert state["epoch"] == 1 and state["batch_in_epoch"] == 0 and state["step"] > 3
     assert (Path(cfg.train.out_dir) / "best" / "model.safetensors").is_file()
+
+
+def test_session_time_ends_a_session_and_the_next_one_goes_on(tiny_cfg, capsys):
+    cfg = tiny_cfg(
+        "train.session_time=1s", "train.max_steps=100000", "train.valid_bleu_sentences=0"
+    )
+    train_mod.train(cfg)
+    first = torch.load(Path(cfg.train.out_dir) / "last" / "trainer_state.pt", weights_only=True)
+    out = capsys.readouterr().out
+    assert "reached train.session_time=1s" in out and "re-run the same command" in out
+    train_mod.train(cfg)
+    second = torch.load(Path(cfg.train.out_dir) / "last" / "trainer_state.pt", weights_only=True)
+    assert (
+        f"resumed from {cfg.train.out_dir}/last at step {first['step']}" in capsys.readouterr().out
+    )
+    assert second["step"] > first["step"] > 0
+
+
+def test_max_time_counts_every_session(tiny_cfg, capsys):
+    cfg = tiny_cfg("train.max_time=1s", "train.max_steps=100000", "train.valid_bleu_sentences=0")
+    train_mod.train(cfg)
+    first = torch.load(Path(cfg.train.out_dir) / "last" / "trainer_state.pt", weights_only=True)
+    train_mod.train(cfg)
+    assert "reached train.max_time=1s (training time over all sessions)" in capsys.readouterr().out
+    second = torch.load(Path(cfg.train.out_dir) / "last" / "trainer_state.pt", weights_only=True)
+    assert second["step"] == first["step"] > 0
+
+
+def test_last_without_trainer_state_is_refused(tiny_cfg):
+    cfg = tiny_cfg("train.max_steps=2", "train.save_every=1", "train.valid_bleu_sentences=0")
+    train_mod.train(cfg)
+    run = Path(cfg.train.out_dir)
+    (run / "last" / "trainer_state.pt").unlink()  # e.g. an average written over last/
+    with pytest.raises(CheckpointError, match="has no trainer_state.pt"):
+        train_mod.train(cfg)
+    shutil.rmtree(run / "last")  # step checkpoints left: a fresh start would delete them
+    with pytest.raises(CheckpointError, match="step checkpoints but no last"):
+        train_mod.train(cfg)
+
+
+def test_fresh_start_drops_an_earlier_runs_log(tiny_cfg, capsys):
+    cfg = tiny_cfg("train.max_steps=2", "train.valid_bleu_sentences=0")
+    Path(cfg.train.out_dir).mkdir()
+    (Path(cfg.train.out_dir) / "log.jsonl").write_text('{"step": 99, "loss": 1.0}\n')
+    train_mod.train(cfg)
+    assert sorted(log_losses(Path(cfg.train.out_dir))) == [1, 2]
+    assert "starting over" in capsys.readouterr().out
+
+
+def test_resume_with_other_data_settings_leaves_the_data_alone(tiny_cfg, tmp_path):
+    data = f"data.dir={tmp_path / 'data'}"
+    train_mod.train(tiny_cfg(data, "train.max_steps=1", "train.valid_bleu_sentences=0"))
+    manifest = (tmp_path / "data" / "manifest.json").read_bytes()
+    with pytest.raises(CheckpointError, match="other data settings"):
+        Trainer(tiny_cfg(data, "data.max_len=50"))
+    assert (tmp_path / "data" / "manifest.json").read_bytes() == manifest
+
+
+def test_resume_takes_the_configs_weight_decay(tiny_cfg):
+    train_mod.train(tiny_cfg("train.weight_decay=0.01", "train.max_steps=1"))
+    groups = Trainer(tiny_cfg("train.weight_decay=0.1", "train.max_steps=2")).optimizer.param_groups
+    assert [g["weight_decay"] for g in groups] == [0.1, 0.0]
+    with pytest.raises(CheckpointError, match="train.weight_decay"):
+        Trainer(tiny_cfg("train.weight_decay=0", "train.max_steps=2"))
+
+
+def test_out_dir_or_data_dir_that_is_a_file_is_refused(tiny_cfg, tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match="train.out_dir .* is a file"):
+        Trainer(tiny_cfg(out="file"))
+    with pytest.raises(DataError, match="data.dir .* is a file"):
+        Trainer(tiny_cfg(f"data.dir={tmp_path / 'file'}"))

@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,8 @@ class TrainConfig:
     compile: str = "auto"  # auto | on | off
     max_steps: int = 0  # 0 means no limit
     max_epochs: int = 0
-    max_time: str = ""  # e.g. "30m", "11.5h", "90s"; ends with a checkpoint
+    max_time: str = ""  # total training time, e.g. "30m", "11.5h", "90s"; ends with a checkpoint
+    session_time: str = ""  # this process's share (a Colab session); re-run to go on
     log_every: int = 50
     valid_every: int = 1000
     valid_bleu_sentences: int = 500  # greedy BLEU on this many valid sentences (0: loss only)
@@ -184,6 +186,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"config file '{path}' does not exist; see configs/ for examples")
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as e:
+            raise ConfigError(
+                f"config file '{path}' is not UTF-8 text (byte {e.start}); save it as UTF-8"
+            ) from None
         except yaml.YAMLError as e:
             raise ConfigError(
                 f"config file '{path}' is not valid YAML: {e}".splitlines()[0]
@@ -212,6 +218,7 @@ def _validate(cfg: Config) -> None:
     for name, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got '{value}'")
+    _check_ranges(cfg)
     if cfg.model.d_model % cfg.model.n_heads:
         raise ConfigError(
             f"model.d_model ({cfg.model.d_model}) must be divisible by model.n_heads "
@@ -222,8 +229,14 @@ def _validate(cfg: Config) -> None:
             f"data.vocab_size must be at least 320 (256 byte symbols + 4 special tokens, rounded "
             f"up to a multiple of 64); got {cfg.data.vocab_size}"
         )
-    if cfg.train.max_time:
-        parse_duration(cfg.train.max_time)
+    if cfg.model.max_positions < cfg.data.max_len + 1:
+        raise ConfigError(
+            f"model.max_positions ({cfg.model.max_positions}) must cover data.max_len + 1 "
+            f"({cfg.data.max_len + 1}: the longest sentence plus eos or bos); raise it"
+        )
+    for key in ("max_time", "session_time"):
+        if getattr(cfg.train, key) and parse_duration(getattr(cfg.train, key), key) <= 0:
+            raise ConfigError(f"train.{key} must be positive; got '{getattr(cfg.train, key)}'")
     if cfg.train.decay != "rsqrt" and not (cfg.train.max_steps > 0 or cfg.train.max_time):
         raise ConfigError(
             f"train.decay={cfg.train.decay} decays the learning rate to 0 at the end of the run; "
@@ -231,15 +244,57 @@ def _validate(cfg: Config) -> None:
         )
 
 
-def parse_duration(text: str) -> float:
+# (section.key, lowest allowed value, whether the lowest is allowed): positive counts and sizes,
+# non-negative limits (0 disables), probabilities below 1.
+RANGES = [
+    *((f"model.{k}", 1, True) for k in ("d_model", "n_heads", "d_ff", "max_positions")),
+    *((f"model.{k}", 1, True) for k in ("encoder_layers", "decoder_layers")),
+    *((f"model.{k}", 0, True) for k in ("dropout", "activation_dropout", "attn_dropout")),
+    *((f"data.{k}", 1, True) for k in ("max_len", "max_ratio", "demo_pairs", "tokenizer_sample")),
+    *((f"train.{k}", 1, True) for k in ("max_tokens", "tokens_per_update", "warmup", "log_every")),
+    *((f"train.{k}", 0, False) for k in ("lr_scale", "eps")),
+    *((f"train.{k}", 0, True) for k in ("weight_decay", "clip_norm", "label_smoothing")),
+    *((f"train.{k}", 0, True) for k in ("max_steps", "max_epochs", "valid_every", "save_every")),
+    *((f"train.{k}", 0, True) for k in ("keep_last", "valid_bleu_sentences")),
+    *((f"decode.{k}", 1, True) for k in ("beam", "batch_tokens")),
+    *((f"decode.{k}", 0, True) for k in ("alpha", "beta", "max_len_a", "max_len_b")),
+]
+BELOW_ONE = (
+    "model.dropout",
+    "model.activation_dropout",
+    "model.attn_dropout",
+    "train.label_smoothing",
+)
+
+
+def _check_ranges(cfg: Config) -> None:
+    """Every number in RANGES at or above its lowest value, finite, and < 1 where BELOW_ONE."""
+    for name, low, inclusive in RANGES:
+        section, key = name.split(".")
+        value = getattr(getattr(cfg, section), key)
+        ok = value >= low if inclusive else value > low
+        if not (ok and math.isfinite(value) and (name not in BELOW_ONE or value < 1)):
+            bound = f"{'at least' if inclusive else 'above'} {low}"
+            if name in BELOW_ONE:
+                bound = f"from {low} up to (not including) 1"
+            raise ConfigError(f"{name} must be {bound}; got {value}")
+    betas = cfg.train.betas
+    if not all(0 <= b < 1 for b in betas):
+        raise ConfigError(f"train.betas must both be from 0 up to (not including) 1; got {betas}")
+
+
+def parse_duration(text: str, key: str = "max_time") -> float:
     """'90s', '30m', '11.5h' or a bare number of seconds -> seconds."""
     units = {"s": 1, "m": 60, "h": 3600}
     text = str(text).strip().lower()
     scale = units.get(text[-1:])
     try:
-        return float(text[:-1] if scale else text) * (scale or 1)
+        seconds = float(text[:-1] if scale else text) * (scale or 1)
     except ValueError:
-        raise ConfigError(f"train.max_time expects e.g. '30m' or '11.5h', got '{text}'") from None
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        raise ConfigError(f"train.{key} expects e.g. '30m' or '11.5h', got '{text}'")
+    return seconds
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

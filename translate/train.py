@@ -350,7 +350,10 @@ class Trainer:
         self.cfg, tc = cfg, cfg.train
         self.env, self.device = setup_distributed(tc.device)
         self.out, self.bar, self.stop_signal = Path(tc.out_dir), None, None
+        if self.out.exists() and not self.out.is_dir():
+            raise ConfigError(f"train.out_dir '{self.out}' is a file; give a directory path")
         self.out.mkdir(parents=True, exist_ok=True)
+        resuming = self._check_resumable()  # before prepare() rewrites a shared data.dir
         self.data_dir = self._prepare()
         self.tokenizer = load_tokenizer(self.data_dir)
         random.seed(tc.seed), np.random.seed(tc.seed), torch.manual_seed(tc.seed)
@@ -362,7 +365,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, tc, self.device)
         self.step, self.elapsed, self.best, self.saved_step, self.valid_step = 0, 0.0, None, -1, -1
         self.decay_end = tc.max_steps or sys.maxsize  # moved sooner by max_time: _projected_end
-        epoch, pos = self._resume()
+        epoch, pos = self._resume() if resuming else self._start_fresh()
         self.ddp = None
         if self.env.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -392,29 +395,52 @@ class Trainer:
         self.env.barrier()
         return Path(data_dir or prepare(self.cfg.data))
 
-    def _resume(self) -> tuple[int, int]:
-        """Restore weights, optimizer, scaler, RNG and data position from `last` -> (epoch, pos)."""
-        last = self.out / "last"
+    def _check_resumable(self) -> bool:
+        """Whether `{out_dir}/last` is there to resume; refuses one this config cannot resume."""
+        last, tc = self.out / "last", self.cfg.train
         if self.env.main:
             recover(last)
         self.env.barrier()
+        if not last.exists():
+            if step_checkpoints(self.out):
+                raise CheckpointError(
+                    f"'{self.out}' holds step checkpoints but no last/ to resume from; use a new "
+                    "train.out_dir, or remove them to start over there"
+                )
+            return False
         if not (last / STATE_FILE).is_file():
-            if self.env.rank > 0:
-                torch.manual_seed(self.cfg.train.seed + self.env.rank)  # distinct dropout masks
-            return 0, 0
+            raise CheckpointError(
+                f"'{last}' has no {STATE_FILE}, so training cannot resume from it (replaced by "
+                "an averaged or copied checkpoint?); put the run's own last/ back, or use a new "
+                "train.out_dir"
+            )
         saved = load_checkpoint_config(last)
         same = {"model": saved.model == self.cfg.model}
         same["data"] = data_hash(saved.data) == data_hash(self.cfg.data)
+        same["train.weight_decay"] = (saved.train.weight_decay > 0) == (tc.weight_decay > 0)
         for section in (name for name, ok in same.items() if not ok):
             raise CheckpointError(
                 f"'{last}' was trained with other {section} settings; use the same config to "
                 "resume, or a new train.out_dir to start over"
             )
+        return True
+
+    def _start_fresh(self) -> tuple[int, int]:
+        """A new run: distinct dropout masks per rank, and no log lines of an earlier run."""
+        if self.env.rank > 0:
+            torch.manual_seed(self.cfg.train.seed + self.env.rank)
+        self._truncate_log(0)
+        return 0, 0
+
+    def _resume(self) -> tuple[int, int]:
+        """Restore weights, optimizer, scaler, RNG and data position from `last` -> (epoch, pos)."""
+        last, tc = self.out / "last", self.cfg.train
         load_weights(self.model, last, self.device)
         state = load_trainer_state(last)
         self.optimizer.load_state_dict(state["optimizer"])
-        for group in self.optimizer.param_groups:  # the saved run may have used another device
-            group["fused"] = self.device.type == "cuda" or None
+        for group in self.optimizer.param_groups:  # the config wins; another device maybe
+            group.update(betas=tc.betas, eps=tc.eps, fused=self.device.type == "cuda" or None)
+            group["weight_decay"] = tc.weight_decay if group["weight_decay"] else 0.0
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.step, self.elapsed, self.best = state["step"], state["elapsed"], state["best"]
@@ -429,9 +455,11 @@ class Trainer:
         return state["epoch"], state["batch_in_epoch"]
 
     def _truncate_log(self, step: int) -> None:
-        """Drop log lines written after the checkpoint (by the run that was killed)."""
+        """Drop log lines after `step`: a killed run's, or at step 0 all of an earlier run's."""
         path = self.out / "log.jsonl"
         if self.env.main and path.is_file():
+            if step == 0 and path.stat().st_size:
+                self.say(f"note: no last/ checkpoint in {self.out}; starting over, log.jsonl too")
             kept = []
             for line in path.read_text().splitlines():
                 with contextlib.suppress(ValueError):  # a line cut short by the kill
@@ -450,21 +478,25 @@ class Trainer:
             return None  # other ranks may disagree on time and signals: only ask at log steps
         # The decay end moves only at log steps, to what all ranks agree on (max of -end).
         end = -self._projected_end() if self.step % tc.log_every == 0 else -self.decay_end
-        flags = torch.tensor(
-            [self.stop_signal is not None, self._time_up(), end], dtype=torch.float64
-        )
+        signalled, total_up, session_up = self.stop_signal is not None, *self._time_up()
+        flags = torch.tensor([signalled, total_up, session_up, end], dtype=torch.float64)
         if self.env.world > 1:
             flags = flags.to(self.device)
             dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-        self.decay_end = int(-flags[2])
+        self.decay_end = int(-flags[3])
         if flags[0]:
             self.stop_signal = self.stop_signal or "a signal on another rank"
             return f"received {self.stop_signal}"
-        return f"reached train.max_time={tc.max_time}" if flags[1] else None
+        if flags[1]:
+            return f"reached train.max_time={tc.max_time} (training time over all sessions)"
+        return f"reached train.session_time={tc.session_time}" if flags[2] else None
 
-    def _time_up(self) -> bool:
-        tc = self.cfg.train
-        return bool(tc.max_time) and self._elapsed() >= parse_duration(tc.max_time)
+    def _time_up(self) -> tuple[bool, bool]:
+        """(train.max_time used up over all sessions, train.session_time used up by this one)."""
+        tc, session = self.cfg.train, time.time() - self.session_start
+        total = parse_duration(tc.max_time) if tc.max_time else math.inf
+        limit = parse_duration(tc.session_time, "session_time") if tc.session_time else math.inf
+        return self._elapsed() >= total, session >= limit
 
     def _elapsed(self) -> float:
         return self.elapsed + time.time() - self.session_start
@@ -611,13 +643,15 @@ class Trainer:
         return metrics
 
     def _eta(self) -> str:
-        """Time left toward max_steps or max_time, whichever comes first."""
+        """Time left toward max_steps, max_time or session_time, whichever comes first."""
         tc, left = self.cfg.train, []
-        done = self.step - self.session_step
+        done, session = self.step - self.session_step, time.time() - self.session_start
         if tc.max_steps and done:
-            left.append((tc.max_steps - self.step) * (time.time() - self.session_start) / done)
+            left.append((tc.max_steps - self.step) * session / done)
         if tc.max_time:
             left.append(parse_duration(tc.max_time) - self._elapsed())
+        if tc.session_time:
+            left.append(parse_duration(tc.session_time, "session_time") - session)
         return self.bar.format_interval(max(min(left), 0)) if left else "?"
 
     def _validate(self) -> dict:
@@ -685,7 +719,8 @@ class Trainer:
                 self._write_log({"step": self.step, "epoch": self.batches.epoch, **metrics})
         if self.saved_step != self.step:
             self._save()
-        hint = "; re-run the same command to resume" if self.stop_signal else ""
+        resumable = self.stop_signal or reason.startswith("reached train.session_time")
+        hint = "; re-run the same command to resume" if resumable else ""
         self.say(f"stopped at step {self.step}: {reason}; checkpoint in {self.out / 'last'}{hint}")
 
 
