@@ -4,6 +4,7 @@
     python scripts/average_checkpoints.py --dirs runs/x/step_0090000 runs/x/step_0100000 --out avg
 
 The result is a normal checkpoint directory (model.safetensors, config.yaml, tokenizer.json).
+--out must be a new directory or an earlier average: never an input, the run dir, last/ or best/.
 """
 
 from __future__ import annotations
@@ -17,26 +18,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from translate.checkpoint import CheckpointError, average_checkpoints, step_checkpoints  # noqa: E402
 
 
+def checkpoint_dirs(args: argparse.Namespace) -> list[Path]:
+    """The checkpoints to average: --dirs, or the last --last step checkpoints of --run."""
+    if args.dirs:
+        return [Path(d) for d in args.dirs]
+    if args.last < 1:
+        raise CheckpointError(f"--last must be at least 1 (got {args.last}); e.g. --last 5")
+    dirs = step_checkpoints(args.run)[-args.last :]
+    if len(dirs) < args.last:
+        raise CheckpointError(
+            f"'{args.run}' has {len(dirs)} step checkpoints, fewer than --last "
+            f"{args.last}; lower --last or raise train.keep_last"
+        )
+    return dirs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", help="run dir holding step_NNNNNNN checkpoints")
     source.add_argument("--dirs", nargs="+", help="explicit checkpoint dirs")
     parser.add_argument("--last", type=int, default=5, help="with --run: average the last N")
-    parser.add_argument("--out", required=True, help="output checkpoint dir")
+    parser.add_argument("--out", required=True, help="new output checkpoint dir, e.g. RUN/avg5")
     args = parser.parse_args(argv)
     try:
-        if args.run:
-            dirs = step_checkpoints(args.run)[-args.last :]
-            if len(dirs) < args.last:
-                raise CheckpointError(
-                    f"'{args.run}' has {len(dirs)} step checkpoints, fewer than --last "
-                    f"{args.last}; lower --last or raise train.keep_last"
-                )
-        else:
-            dirs = [Path(d) for d in args.dirs]
+        dirs = checkpoint_dirs(args)
         out = average_checkpoints(dirs, args.out)
-    except CheckpointError as e:
+    except (CheckpointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"averaged {len(dirs)} checkpoints ({dirs[0].name} .. {dirs[-1].name}) into {out}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -25,8 +26,11 @@ from translate.checkpoint import (
 )
 from translate.config import load_config
 from translate.model import Transformer
+from translate.translator import Translator
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+import average_checkpoints as average_script  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +38,34 @@ def tok_file(tmp_path_factory) -> Path:
     return write_tokenizer(tmp_path_factory.mktemp("tok") / "tokenizer.json", vocab_size=320)
 
 
-def tiny_model(seed: int = 0):
-    cfg = load_config(None, tiny_overrides(Path("."), Path(".")))
+def tiny_model(seed: int = 0, *overrides: str):
+    cfg = load_config(None, [*tiny_overrides(Path("."), Path(".")), *overrides])
     torch.manual_seed(seed)
     return Transformer(cfg.model, 320, pad_id=0).eval(), cfg
+
+
+def trainer_state(step: int) -> dict:
+    """The keys the trainer reads on resume, with plain values."""
+    optimizer = {"state": {}, "param_groups": []}
+    return dict(
+        step=step, epoch=0, batch_in_epoch=0, elapsed=0.0, best=None, optimizer=optimizer, rng={}
+    )
+
+
+def swap_tokens(src: Path, dst: Path) -> Path:
+    """Another tokenizer of the same vocabulary size: two token ids exchanged."""
+    data = json.loads(src.read_text(encoding="utf-8"))
+    vocab = data["model"]["vocab"]
+    a, b = list(vocab)[300:302]
+    vocab[a], vocab[b] = vocab[b], vocab[a]
+    dst.write_text(json.dumps(data), encoding="utf-8")
+    return dst
+
+
+def average(capsys, *argv) -> tuple[int, str]:
+    """Run scripts/average_checkpoints.py main(argv) -> (exit code, stderr)."""
+    code = average_script.main([str(a) for a in argv])
+    return code, capsys.readouterr().err
 
 
 def test_round_trip_and_tied_embedding_stored_once(tok_file, tmp_path):
@@ -55,6 +83,7 @@ def test_round_trip_and_tied_embedding_stored_once(tok_file, tmp_path):
 
 
 DAMAGES = ["no_dir", "no_weights", "corrupt", "other_tokenizer", "config", "nan", "missing"]
+DAMAGES += ["swapped_tokenizer", "empty_config", "comment_config"]
 
 
 @pytest.mark.parametrize("damage", DAMAGES)
@@ -70,6 +99,10 @@ def test_broken_checkpoints_raise_one_line_errors(tok_file, tmp_path, damage):
         (ckpt / "model.safetensors").write_bytes(data[: len(data) // 3])
     elif damage == "other_tokenizer":
         write_tokenizer(ckpt / "tokenizer.json", vocab_size=384)
+    elif damage == "swapped_tokenizer":  # same vocabulary size: only the fingerprint tells
+        swap_tokens(tok_file, ckpt / "tokenizer.json")
+    elif damage in ("empty_config", "comment_config"):  # never silently all defaults
+        (ckpt / "config.yaml").write_text("" if damage == "empty_config" else "  \n# none\n")
     elif damage in ("nan", "missing"):  # a readable file with a NaN weight, or one tensor fewer
         weights = safetensors.torch.load_file(ckpt / "model.safetensors")
         name = "decoder.layers.0.fc1.weight"
@@ -85,6 +118,23 @@ def test_broken_checkpoints_raise_one_line_errors(tok_file, tmp_path, damage):
     assert len(str(err.value).splitlines()) == 1
     if damage in ("nan", "missing"):
         assert "decoder.layers.0.fc1.weight" in str(err.value)
+    if damage == "swapped_tokenizer":
+        assert "not the tokenizer this model was trained with" in str(err.value)
+        with pytest.raises(CheckpointError, match="not the tokenizer"):
+            Translator.load(ckpt, device="cpu")
+    if damage.endswith("_config"):
+        assert "config.yaml is empty" in str(err.value)
+
+
+def test_checkpoint_without_tokenizer_fingerprint_still_loads(tok_file, tmp_path):
+    model, cfg = tiny_model()
+    ckpt = save_checkpoint(tmp_path / "ckpt", model, cfg, tok_file)
+    with safetensors.safe_open(ckpt / "model.safetensors", framework="pt") as f:
+        assert set(f.metadata()) == {"format", "tokenizer_sha256"}
+    weights = safetensors.torch.load_file(ckpt / "model.safetensors")
+    safetensors.torch.save_file(weights, ckpt / "model.safetensors", metadata={"format": "pt"})
+    swap_tokens(tok_file, ckpt / "tokenizer.json")  # undetectable without a fingerprint
+    load_model(ckpt)
 
 
 class Evil:
@@ -99,21 +149,23 @@ class Evil:
 
 def test_poisoned_trainer_state_is_never_unpickled(tok_file, tmp_path):
     model, cfg = tiny_model()
-    ckpt = save_checkpoint(tmp_path / "last", model, cfg, tok_file, {"step": 1})
+    ckpt = save_checkpoint(tmp_path / "last", model, cfg, tok_file, trainer_state(1))
     marker = tmp_path / "pwned"
     torch.save({"step": 3, "rng": Evil(marker)}, ckpt / "trainer_state.pt")
-    with pytest.raises(CheckpointError, match="refusing"):
+    with pytest.raises(CheckpointError, match="refusing") as err:
         load_trainer_state(ckpt)
+    assert "weights_only" not in str(err.value)  # never advise unsafe loading
+    assert "objects other than tensors and plain values" in str(err.value)
     load_model(ckpt)  # weights load fine; trainer_state.pt is never touched
     assert not marker.exists()
 
 
 def test_failed_save_leaves_the_old_checkpoint(tok_file, tmp_path):
     old, cfg = tiny_model(seed=0)
-    save_checkpoint(tmp_path / "last", old, cfg, tok_file, {"step": 1})
+    save_checkpoint(tmp_path / "last", old, cfg, tok_file, trainer_state(1))
     new, _ = tiny_model(seed=1)
-    with pytest.raises(FileNotFoundError):  # dies after model.safetensors was written
-        save_checkpoint(tmp_path / "last", new, cfg, tmp_path / "missing.json", {"step": 2})
+    with pytest.raises(FileNotFoundError):  # dies inside the atomic write
+        save_checkpoint(tmp_path / "last", new, cfg, tmp_path / "missing.json", trainer_state(2))
     assert load_trainer_state(tmp_path / "last")["step"] == 1
     loaded, _, _ = load_model(tmp_path / "last")
     for a, b in zip(loaded.state_dict().values(), old.state_dict().values(), strict=True):
@@ -123,7 +175,7 @@ def test_failed_save_leaves_the_old_checkpoint(tok_file, tmp_path):
 
 def test_crash_between_renames_is_recovered(tok_file, tmp_path):
     model, cfg = tiny_model()
-    save_checkpoint(tmp_path / "last", model, cfg, tok_file, {"step": 5})
+    save_checkpoint(tmp_path / "last", model, cfg, tok_file, trainer_state(5))
     os.replace(tmp_path / "last", tmp_path / ".last.old-123")  # state right after the 1st rename
     recover(tmp_path / "last")
     assert load_trainer_state(tmp_path / "last")["step"] == 5
@@ -158,3 +210,87 @@ def test_find_default_checkpoint_prefers_best_of_newest_run(tok_file, tmp_path):
     assert find_default_checkpoint(tmp_path / "runs") == tmp_path / "runs" / "new" / "last"
     shutil.copytree(tmp_path / "runs" / "new" / "last", tmp_path / "runs" / "new" / "best")
     assert find_default_checkpoint(tmp_path / "runs") == tmp_path / "runs" / "new" / "best"
+
+
+@pytest.mark.parametrize(
+    "key", ["step", "epoch", "batch_in_epoch", "elapsed", "best", "optimizer", "rng"]
+)
+def test_trainer_state_missing_a_key_the_trainer_reads(tok_file, tmp_path, key):
+    model, cfg = tiny_model()
+    state = trainer_state(3)
+    del state[key]
+    ckpt = save_checkpoint(tmp_path / "last", model, cfg, tok_file, state)
+    with pytest.raises(CheckpointError, match=f"lacks {key}") as err:
+        load_trainer_state(ckpt)
+    assert len(str(err.value).splitlines()) == 1
+
+
+@pytest.fixture
+def run(tok_file, tmp_path) -> Path:
+    """A run dir with step_0000100, step_0000200, last (with trainer state) and best."""
+    run = tmp_path / "run"
+    for i in (1, 2):
+        model, cfg = tiny_model(seed=i)
+        save_checkpoint(run / f"step_{i * 100:07d}", model, cfg, tok_file)
+    save_checkpoint(run / "last", model, cfg, tok_file, trainer_state(200))
+    save_checkpoint(run / "best", model, cfg, tok_file)
+    return run
+
+
+TARGETS = ["input", "run_dir", "last", "best", "last_copy", "not_checkpoint", "file"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_average_refuses_an_out_it_would_destroy(run, capsys, target):
+    out = {"input": run / "step_0000200", "last_copy": run / "resume", "file": run / "notes"}
+    out = out.get(target, run if target == "run_dir" else run / target)
+    if target == "last_copy":
+        shutil.copytree(run / "last", out)
+    elif target == "not_checkpoint":
+        out.mkdir()
+        (out / "keep.txt").write_text("mine")
+    elif target == "file":
+        out.write_text("mine")
+    before = sorted(str(p.relative_to(run)) for p in run.rglob("*"))
+    code, err = average(capsys, "--run", run, "--last", 2, "--out", out)
+    assert code == 1 and err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert f"'{out}'" in err and f"'{run / 'avg2'}'" in err  # what, and what to use instead
+    assert sorted(str(p.relative_to(run)) for p in run.rglob("*")) == before
+
+
+def test_average_replaces_an_earlier_average(run, capsys):
+    assert average(capsys, "--run", run, "--last", 1, "--out", run / "avg")[0] == 0
+    assert average(capsys, "--run", run, "--last", 2, "--out", run / "avg") == (0, "")
+    assert load_trainer_state(run / "last")["step"] == 200  # the run itself is untouched
+    assert len(list((run / "avg").iterdir())) == 3
+
+
+@pytest.mark.parametrize("last", [0, -1])
+def test_average_refuses_last_below_one(run, capsys, last):
+    code, err = average(capsys, "--run", run, "--last", last, "--out", run / "avg")
+    assert (code, err) == (1, f"error: --last must be at least 1 (got {last}); e.g. --last 5\n")
+    assert not (run / "avg").exists()
+
+
+@pytest.mark.parametrize("other", ["shape", "dtype", "tokenizer"])
+def test_average_refuses_checkpoints_of_different_models(run, tok_file, capsys, other):
+    theirs = run.parent / "other"
+    if other == "shape":
+        model, cfg = tiny_model(0, "model.d_ff=48")
+        save_checkpoint(theirs, model, cfg, tok_file)
+    else:
+        shutil.copytree(run / "step_0000100", theirs)
+    if other == "dtype":
+        weights = safetensors.torch.load_file(theirs / "model.safetensors")
+        half = {k: v.half() for k, v in weights.items()}
+        safetensors.torch.save_file(half, theirs / "model.safetensors", metadata={"format": "pt"})
+    if other == "tokenizer":  # both fingerprints match their own tokenizer.json, not each other
+        model, cfg = tiny_model(0)
+        save_checkpoint(theirs, model, cfg, swap_tokens(tok_file, run.parent / "tok2.json"))
+    mine = run / "step_0000200"
+    code, err = average(capsys, "--dirs", mine, theirs, "--out", run.parent / "avg")
+    assert code == 1 and err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert str(mine) in err and str(theirs) in err
+    if other != "tokenizer":
+        assert err.startswith("error: tensor '")  # names the tensor
+    assert not (run.parent / "avg").exists()

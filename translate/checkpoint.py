@@ -7,6 +7,9 @@ A checkpoint is a directory holding
     trainer_state.pt    (`last` only) optimizer/scaler state, step, epoch, batch position, RNGs;
                         tensors and plain Python types, read with torch.load(weights_only=True)
 
+The safetensors metadata holds the sha256 of tokenizer.json (`tokenizer_sha256`), so a swapped
+tokenizer is refused even when its vocabulary size matches.
+
 Crash safety: a checkpoint is written into `.NAME.tmp-PID` next to the target, every file and the
 directory are fsynced, then renamed into place. Replacing an existing NAME renames it to
 `.NAME.old-PID` first, renames the new one in, then deletes the old one. A crash at any moment
@@ -17,7 +20,9 @@ a leftover `.tmp` is ignored and overwritten by the next save).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import pickle
 import random
 import shutil
 from collections.abc import Iterator
@@ -27,6 +32,7 @@ import numpy as np
 import safetensors
 import safetensors.torch
 import torch
+import yaml
 from torch import nn
 
 from translate.config import Config, ConfigError, load_config, save_config
@@ -37,6 +43,9 @@ MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE, STATE_FILE = (
     "tokenizer.json",
     "trainer_state.pt",
 )
+# what Trainer._resume reads unconditionally (decay_end, scaler, world_size are optional)
+TRAINER_STATE_KEYS = ("step", "epoch", "batch_in_epoch", "elapsed", "best", "optimizer", "rng")
+TRAINING_NAMES = ("last", "best")  # written by training, like step_NNNNNNN: never an average
 
 
 class CheckpointError(ValueError):
@@ -93,12 +102,22 @@ def save_checkpoint(
 ) -> Path:
     """Write model weights, config, tokenizer (and trainer state) atomically into `ckpt_dir`."""
     with atomic_dir(ckpt_dir) as tmp:
-        safetensors.torch.save_model(model, str(tmp / MODEL_FILE), metadata={"format": "pt"})
+        metadata = _metadata(Path(tokenizer_file))
+        safetensors.torch.save_model(model, str(tmp / MODEL_FILE), metadata=metadata)
         save_config(cfg, tmp / CONFIG_FILE)
         shutil.copyfile(tokenizer_file, tmp / TOKENIZER_FILE)
         if trainer_state is not None:
             torch.save(trainer_state, tmp / STATE_FILE)
     return Path(ckpt_dir)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _metadata(tokenizer_file: Path) -> dict[str, str]:
+    """safetensors metadata: the format and the fingerprint of the tokenizer the weights go with."""
+    return {"format": "pt", "tokenizer_sha256": _sha256(tokenizer_file)}
 
 
 def _require(ckpt_dir: Path, *names: str) -> None:
@@ -113,10 +132,47 @@ def load_checkpoint_config(ckpt_dir: str | Path) -> Config:
     """The resolved Config saved next to the weights."""
     ckpt_dir = Path(ckpt_dir)
     _require(ckpt_dir, CONFIG_FILE)
+    if _is_empty_yaml(ckpt_dir / CONFIG_FILE):
+        raise CheckpointError(
+            f"checkpoint '{ckpt_dir}': {CONFIG_FILE} is empty, so the model it holds is unknown "
+            f"(defaults are never assumed); copy {CONFIG_FILE} back from another checkpoint of "
+            "the same run"
+        )
     try:
         return load_config(ckpt_dir / CONFIG_FILE)
     except ConfigError as e:
         raise CheckpointError(f"checkpoint '{ckpt_dir}': {e}") from None
+
+
+def _is_empty_yaml(path: Path) -> bool:
+    """True for a YAML file without content (0 bytes, whitespace, comments, `{}`, `null`)."""
+    try:
+        return not yaml.safe_load(path.read_bytes())
+    except yaml.YAMLError:
+        return False  # not empty; load_config says what is wrong with it
+
+
+def _read_header(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """Tensor shapes and metadata of a safetensors file, without reading the tensors."""
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+            return shapes, f.metadata() or {}
+    except Exception as e:
+        raise CheckpointError(f"'{path}' is not a readable safetensors file ({e})") from None
+
+
+def _check_tokenizer(ckpt_dir: Path) -> str:
+    """sha256 of the checkpoint's tokenizer.json; CheckpointError if the weights expect another."""
+    sha = _sha256(ckpt_dir / TOKENIZER_FILE)
+    stored = _read_header(ckpt_dir / MODEL_FILE)[1].get("tokenizer_sha256")
+    if stored is not None and stored != sha:  # older checkpoints have no fingerprint
+        raise CheckpointError(
+            f"'{ckpt_dir / TOKENIZER_FILE}' is not the tokenizer this model was trained with "
+            f"(sha256 {sha[:12]}, the weights expect {stored[:12]}); copy tokenizer.json back "
+            "from the run's data dir (data.dir) or another checkpoint of the run"
+        )
+    return sha
 
 
 def load_weights(
@@ -124,11 +180,7 @@ def load_weights(
 ) -> None:
     """Load model.safetensors into `model`, checking every tensor's name and shape first."""
     path = Path(ckpt_dir) / MODEL_FILE
-    try:
-        with safetensors.safe_open(str(path), framework="pt") as f:
-            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
-    except Exception as e:
-        raise CheckpointError(f"'{path}' is not a readable safetensors file ({e})") from None
+    shapes = _read_header(path)[0]
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     for name, shape in shapes.items():
         if name in expected and expected[name] != shape:
@@ -169,6 +221,7 @@ def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu"):
     ckpt_dir = Path(ckpt_dir)
     _require(ckpt_dir, MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE)
     cfg = load_checkpoint_config(ckpt_dir)
+    _check_tokenizer(ckpt_dir)
     try:
         tokenizer = load_tokenizer(ckpt_dir / TOKENIZER_FILE)
     except Exception as e:
@@ -186,14 +239,22 @@ def load_trainer_state(ckpt_dir: str | Path) -> dict:
     _require(Path(ckpt_dir), STATE_FILE)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's message advises weights_only=False: never pass it on
+        raise CheckpointError(
+            f"'{path}' holds objects other than tensors and plain values; refusing to load it, "
+            "since unpickling them could run code; resume from a trainer_state.pt this trainer "
+            "wrote, or use a new train.out_dir"
+        ) from None
     except Exception as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"'{path}' is corrupt; refusing to load it ({msg})") from None
+    missing = [k for k in TRAINER_STATE_KEYS if k not in state] if isinstance(state, dict) else []
+    if not isinstance(state, dict) or missing:
+        found = f"lacks {', '.join(missing)}" if missing else f"holds a {type(state).__name__}"
         raise CheckpointError(
-            f"'{path}' is corrupt or holds more than tensors and plain values; refusing to load "
-            f"it ({msg})"
-        ) from None
-    if not isinstance(state, dict) or "step" not in state:
-        raise CheckpointError(f"'{path}' is not a trainer state (no 'step')")
+            f"'{path}' is not a trainer state this trainer can resume from (it {found}); put the "
+            "run's own last/ back, or use a new train.out_dir"
+        )
     return state
 
 
@@ -235,25 +296,81 @@ def step_checkpoints(run_dir: str | Path) -> list[Path]:
     return sorted(p for p in Path(run_dir).glob("step_*") if (p / MODEL_FILE).is_file())
 
 
+def _out_dir_problem(out: Path, dirs: list[Path]) -> str | None:
+    """Why writing an average into `out` would destroy something, or None if it is safe."""
+    target = out.resolve()
+    inputs = [d for d in dirs if d.resolve().is_relative_to(target)]
+    if target in (d.resolve() for d in dirs):
+        return "is one of the checkpoints being averaged"
+    if inputs:
+        return f"contains the checkpoint '{inputs[0]}' being averaged"
+    if out.name in TRAINING_NAMES or out.name.startswith("step_"):
+        return f"is named '{out.name}', a checkpoint training writes (last, best, step_NNNNNNN)"
+    if out.exists() and not out.is_dir():
+        return "is a file, not a directory"
+    if (out / STATE_FILE).exists():
+        return f"holds {STATE_FILE}, the state training resumes from"
+    if out.is_dir() and any(out.iterdir()) and not (out / MODEL_FILE).is_file():
+        return f"is a directory but not a checkpoint (no {MODEL_FILE})"
+    return None
+
+
+def _check_inputs(dirs: list[Path], out: Path) -> None:
+    """Complete checkpoints with one tokenizer, and an `out` that destroys none of them."""
+    problem = _out_dir_problem(out, dirs)
+    if problem:
+        raise CheckpointError(
+            f"cannot write the average into '{out}': it {problem}, and writing there would "
+            f"delete it; choose a new directory such as '{dirs[-1].parent / f'avg{len(dirs)}'}'"
+        )
+    first = ""
+    for d in dirs:
+        _require(d, MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE)
+        sha = _check_tokenizer(d)
+        first = first or sha
+        if sha != first:
+            raise CheckpointError(
+                f"'{d / TOKENIZER_FILE}' differs from '{dirs[0] / TOKENIZER_FILE}'; average "
+                "checkpoints trained with one tokenizer (one run)"
+            )
+
+
+def _read_weights(d: Path, ref: dict[str, torch.Tensor], ref_dir: Path) -> dict[str, torch.Tensor]:
+    """d's tensors, checked to have the names, shapes and dtypes of `ref` (when given)."""
+    try:
+        weights = safetensors.torch.load_file(str(d / MODEL_FILE))
+    except Exception as e:
+        raise CheckpointError(f"'{d / MODEL_FILE}' is not readable ({e})") from None
+    if ref and weights.keys() != ref.keys():
+        raise CheckpointError(f"'{d}' holds different tensors than '{ref_dir}'; same run?")
+    for name, t in weights.items():
+        r = ref.get(name, t)
+        if t.shape != r.shape or t.dtype != r.dtype:
+            raise CheckpointError(
+                f"tensor '{name}' is {tuple(t.shape)} {t.dtype} in '{d}' but {tuple(r.shape)} "
+                f"{r.dtype} in '{ref_dir}'; these are different models: average checkpoints of "
+                "one run"
+            )
+    return weights
+
+
 def average_checkpoints(dirs: list[Path], out_dir: str | Path) -> Path:
     """Average the weights of several checkpoints of one model into a new checkpoint dir."""
     if not dirs:
         raise CheckpointError("no checkpoints to average")
+    dirs, out_dir = [Path(d) for d in dirs], Path(out_dir)
+    _check_inputs(dirs, out_dir)
+    ref: dict[str, torch.Tensor] = {}  # the first checkpoint's tensors: names, shapes, dtypes
     total: dict[str, torch.Tensor] = {}
     for d in dirs:
-        _require(Path(d), MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE)
-        try:
-            weights = safetensors.torch.load_file(str(Path(d) / MODEL_FILE))
-        except Exception as e:
-            raise CheckpointError(f"'{d}/{MODEL_FILE}' is not readable ({e})") from None
-        if total and weights.keys() != total.keys():
-            raise CheckpointError(f"'{d}' holds different tensors than '{dirs[0]}'; same run?")
+        weights = _read_weights(d, ref, dirs[0])
+        ref = ref or weights
         for k, v in weights.items():
             total[k] = total[k] + v.double() if k in total else v.double()
-    like = safetensors.torch.load_file(str(Path(dirs[-1]) / MODEL_FILE))
-    avg = {k: (v / len(dirs)).to(like[k].dtype) for k, v in total.items()}
+    avg = {k: (v / len(dirs)).to(ref[k].dtype) for k, v in total.items()}
     with atomic_dir(out_dir) as tmp:
-        safetensors.torch.save_file(avg, str(tmp / MODEL_FILE), metadata={"format": "pt"})
-        shutil.copyfile(Path(dirs[-1]) / CONFIG_FILE, tmp / CONFIG_FILE)
-        shutil.copyfile(Path(dirs[-1]) / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
-    return Path(out_dir)
+        metadata = _metadata(dirs[-1] / TOKENIZER_FILE)
+        safetensors.torch.save_file(avg, str(tmp / MODEL_FILE), metadata=metadata)
+        shutil.copyfile(dirs[-1] / CONFIG_FILE, tmp / CONFIG_FILE)
+        shutil.copyfile(dirs[-1] / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
+    return out_dir
