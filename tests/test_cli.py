@@ -107,6 +107,8 @@ def test_no_checkpoint_says_how_to_train(tmp_path):
 
 def test_missing_checkpoint_dir(tmp_path):
     assert_one_line_error(run_cli("--checkpoint", str(tmp_path / "nope"), "Hallo"), "nope")
+    (tmp_path / "file").write_text("")
+    assert_one_line_error(run_cli("--checkpoint", str(tmp_path / "file"), "Hallo"), "is a file")
 
 
 @pytest.mark.parametrize("damage", ["corrupt_weights", "other_tokenizer", "bad_config"])
@@ -168,3 +170,17 @@ def test_usage_errors_are_one_line():
 def test_export_of_a_missing_checkpoint_is_one_line():
     proc = run_cli("export", "--checkpoint", "x", "--to", "hf", "out")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr.decode()
+
+
+@pytest.mark.parametrize("option", [["--beam", "0"], ["--n-best", "9"], ["--batch-tokens", "0"]])
+def test_option_errors_come_before_the_first_prompt(tiny_checkpoint, option):
+    """At a terminal (stdin a pty) a bad option fails at once, not once a line is typed."""
+    leader, follower = os.openpty()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "translate", "--checkpoint", str(tiny_checkpoint), *option]
+    try:
+        proc = subprocess.run(cmd, stdin=follower, capture_output=True, env=env, timeout=60)
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert_one_line_error(proc, option[0].removeprefix("--").replace("-", "_"))

@@ -107,3 +107,21 @@ def test_split_prepares_missing_data_then_scores_it(tiny_checkpoint, tmp_path, c
 def test_needs_src_and_ref_or_split(tiny_checkpoint, capsys):
     assert main(["--checkpoint", str(tiny_checkpoint), "--src", "x.de"]) != 0
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_split_reads_the_data_of_the_directory_training_ran_in(
+    tiny_checkpoint, tmp_path, monkeypatch, capsys
+):
+    """runs/x/best with data.dir data/d: --split reads ROOT/data/d from anywhere, never ./data/d."""
+    root, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    ckpt = Path(shutil.copytree(tiny_checkpoint, root / "runs" / "x" / "best"))
+    cfg = yaml.safe_load((ckpt / "config.yaml").read_text(encoding="utf-8"))
+    cfg["train"]["out_dir"], cfg["data"]["dir"] = "runs/x", "data/d"
+    (ckpt / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    for where, n in ((root, 5), (elsewhere, 2)):  # the run's 5 test pairs, a decoy of 2
+        (where / "data" / "d").mkdir(parents=True)
+        write_lines(where / "data" / "d" / "test.de", SRC[:n])
+        write_lines(where / "data" / "d" / "test.en", SRC[:n])
+    monkeypatch.chdir(elsewhere)
+    assert main(["--checkpoint", str(ckpt), "--split", "test", "--json", "--beam", "1"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["sentences"] == 5

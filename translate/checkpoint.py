@@ -121,6 +121,8 @@ def _metadata(tokenizer_file: Path) -> dict[str, str]:
 
 
 def _require(ckpt_dir: Path, *names: str) -> None:
+    if ckpt_dir.exists() and not ckpt_dir.is_dir():
+        raise CheckpointError(f"checkpoint '{ckpt_dir}' is a file; give its directory")
     if not ckpt_dir.is_dir():
         raise CheckpointError(f"checkpoint directory '{ckpt_dir}' does not exist")
     for name in names:

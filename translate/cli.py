@@ -174,6 +174,7 @@ def run(args: argparse.Namespace) -> None:
         read_text_file(args.input) if args.input else None
     )
     translator = load_translator(args)  # before reading stdin: a bad checkpoint fails fast
+    translator.options(n_best=args.n_best, **decode_options(args))  # and bad options too
     if lines is None and sys.stdin.isatty() and not args.output:
         return interactive(translator, args)
     if lines is None:

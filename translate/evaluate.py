@@ -10,6 +10,7 @@ mixed case) unless --tokenize / --lowercase say otherwise. --json prints one JSO
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -26,7 +27,7 @@ from translate.cli import (
     read_text_file,
     report_errors,
 )
-from translate.config import Config
+from translate.config import Config, DataConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--src", help="source sentences, one per line")
     parser.add_argument("--ref", help="reference translations, line-aligned with --src")
-    parser.add_argument("--split", choices=["valid", "test"], help="the checkpoint data's split")
+    parser.add_argument(
+        "--split",
+        choices=["valid", "test"],
+        help="the checkpoint's own data (its config's data paths, relative to the directory "
+        "training ran in)",
+    )
     parser.add_argument("--output", "-o", help="write the hypotheses to this file")
     parser.add_argument("--progress", action="store_true", help="progress bar on stderr")
     parser.add_argument("--json", action="store_true", help="print a JSON summary as last line")
@@ -57,15 +63,43 @@ def read_pair(src_path: str, ref_path: str) -> tuple[list[str], list[str]]:
     return src, ref
 
 
-def read_split(cfg: Config, split: str) -> tuple[list[str], list[str]]:
-    """Raw source and reference lines of the checkpoint's valid/test data (prepared if missing)."""
-    from data_prep import prepare, read_raw_split
+def training_root(ckpt_dir: Path, cfg: Config) -> Path | None:
+    """The directory training ran in, where the config's relative paths start, when the
+    checkpoint lies in train.out_dir (ROOT/runs/NAME/best for out_dir runs/NAME); else None."""
+    out, run = Path(cfg.train.out_dir), Path(ckpt_dir).resolve().parent
+    n = len(out.parts)
+    if out.is_absolute() or n == 0 or run.parts[-n:] != out.parts:
+        return None
+    return Path(*run.parts[:-n])
 
-    data_dir = Path(cfg.data.dir)
-    langs = (cfg.data.src_lang, cfg.data.tgt_lang)
+
+def rebased(data: DataConfig, root: Path) -> DataConfig:
+    """`data` with its relative paths (dir, train, valid, test) starting at `root`."""
+
+    def at_root(path: str) -> str:
+        return str(root / path) if path and not Path(path).is_absolute() else path
+
+    paths = {k: at_root(getattr(data, k)) for k in ("dir", "train", "valid", "test")}
+    return dataclasses.replace(data, **paths)
+
+
+def read_split(cfg: Config, split: str, root: Path | None = None) -> tuple[list[str], list[str]]:
+    """Raw source and reference lines of the checkpoint's valid/test data (prepared if missing).
+    Relative data paths start at `root` (the directory training ran in) when known, else here."""
+    from data_prep import DataError, prepare, read_raw_split
+
+    data = rebased(cfg.data, root) if root is not None else cfg.data
+    data_dir = Path(data.dir)
+    langs = (data.src_lang, data.tgt_lang)
     if not all((data_dir / f"{split}.{lang}").is_file() for lang in langs):
         print(f"{data_dir} has no {split} text yet; preparing the data...", file=sys.stderr)
-        data_dir = prepare(cfg.data)
+        try:
+            data_dir = prepare(data)
+        except DataError as e:
+            raise DataError(
+                f"--split {split} needs the checkpoint's data in '{data_dir}', which could not be "
+                f"prepared ({e}); give --src FILE --ref FILE instead"
+            ) from None
     src, ref = (read_raw_split(data_dir, split, lang) for lang in langs)
     if len(src) != len(ref):
         raise ValueError(f"{data_dir}: {split} has {len(src)} sources but {len(ref)} references")
@@ -94,7 +128,11 @@ def run(args: argparse.Namespace) -> None:
     check_output(args.output)
     pair = None if args.split else read_pair(args.src, args.ref)  # file errors before model load
     translator = load_translator(args)
-    src, refs = pair or read_split(translator.cfg, args.split)
+    translator.options(**decode_options(args))  # before preparing data or decoding
+    if pair is None:
+        root = training_root(translator.checkpoint_dir, translator.cfg)
+        pair = read_split(translator.cfg, args.split, root)
+    src, refs = pair
     if not src:
         raise ValueError("the test set is empty; nothing to evaluate")
     start = time.perf_counter()

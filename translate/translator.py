@@ -111,6 +111,7 @@ class Translator:
         self.device = device
         self.dtype = dtype  # autocast dtype, None for fp32
         self.max_src_tokens = cfg.model.max_positions - 1  # room for the appended eos
+        self.checkpoint_dir: Path | None = None  # set by load()
 
     @classmethod
     def load(
@@ -120,7 +121,9 @@ class Translator:
         dev = resolve_device(device)
         dtype = resolve_precision(precision, dev)
         model, cfg, tokenizer = load_model(checkpoint_dir, device=str(dev))
-        return cls(model, tokenizer, cfg, dev, dtype)
+        translator = cls(model, tokenizer, cfg, dev, dtype)
+        translator.checkpoint_dir = Path(checkpoint_dir)
+        return translator
 
     def translate(
         self,
@@ -143,19 +146,29 @@ class Translator:
         """
         if isinstance(texts, str):
             raise TypeError("translate() takes a list of sentences; wrap a single one: [text]")
-        d = self.cfg.decode
-        opts = dict(
-            beam=d.beam if beam is None else beam,
-            alpha=d.alpha if alpha is None else alpha,
-            beta=d.beta if beta is None else beta,
-            max_len_a=d.max_len_a if max_len_a is None else max_len_a,
-            max_len_b=d.max_len_b if max_len_b is None else max_len_b,
-            stop=d.stop if stop is None else stop,
-        )
-        batch_tokens = d.batch_tokens if batch_tokens is None else batch_tokens
-        _check_options(opts, n_best, batch_tokens)
+        opts = self.options(beam, alpha, beta, max_len_a, max_len_b, n_best, batch_tokens, stop)
+        batch_tokens = opts.pop("batch_tokens")
         results = self._translate_all(list(texts), opts, n_best, batch_tokens, progress)
         return [hyps[0][0] for hyps in results] if n_best == 1 else results
+
+    def options(
+        self,
+        beam: int | None = None,
+        alpha: float | None = None,
+        beta: float | None = None,
+        max_len_a: float | None = None,
+        max_len_b: int | None = None,
+        n_best: int = 1,
+        batch_tokens: int | None = None,
+        stop: str | None = None,
+    ) -> dict:
+        """translate()'s search options with the checkpoint's defaults filled in, checked
+        (ValueError), without translating: the CLI checks them before reading any input."""
+        given = dict(beam=beam, alpha=alpha, beta=beta, max_len_a=max_len_a, stop=stop)
+        given.update(max_len_b=max_len_b, batch_tokens=batch_tokens)
+        opts = {k: getattr(self.cfg.decode, k) if v is None else v for k, v in given.items()}
+        _check_options(opts, n_best, opts["batch_tokens"])
+        return opts
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Clean and tokenize; sources longer than the model's positions are truncated (warning)."""
