@@ -86,3 +86,10 @@ def test_config_that_is_not_utf8_is_one_line(tmp_path):
     path.write_bytes(b"train:\n  out_dir: runs/\xff\n")
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_config(path)
+
+
+def test_a_key_given_twice_is_refused(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("train:\n  max_steps: 2\n  max_steps: 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="'max_steps' is given twice \\(line 3\\)"):
+        load_config(path)

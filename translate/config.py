@@ -177,6 +177,22 @@ def add_config_args(parser: argparse.ArgumentParser, required: bool = False) -> 
     )
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one section (YAML keeps the last one)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float) and key in seen:
+                line = key_node.start_mark.line + 1
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' is given twice (line {line}); keep one", None
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Read a YAML experiment file (or the defaults), apply overrides, validate every key."""
     raw: dict[str, Any] = {}
@@ -185,7 +201,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not path.is_file():
             raise ConfigError(f"config file '{path}' does not exist; see configs/ for examples")
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            raw = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader) or {}
         except UnicodeDecodeError as e:
             raise ConfigError(
                 f"config file '{path}' is not UTF-8 text (byte {e.start}); save it as UTF-8"
