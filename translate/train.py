@@ -678,13 +678,14 @@ class Trainer:
         return metrics
 
     def _save(self, step_dir: bool = False) -> None:
-        """`last` with the full trainer state (+ a weights-only step_NNNNNNN); rank 0 writes."""
+        """`last` with the full trainer state, then a weights-only step_NNNNNNN; rank 0 writes.
+        `last` first: a run killed in between resumes from it (no step dir without a `last`)."""
         if self.env.main:
+            self._save_checkpoint(self.out / "last", self._trainer_state())
             if step_dir:
                 self._save_checkpoint(self.out / f"step_{self.step:07d}")
                 for old in step_checkpoints(self.out)[: -self.cfg.train.keep_last or None]:
                     shutil.rmtree(old, ignore_errors=True)
-            self._save_checkpoint(self.out / "last", self._trainer_state())
         self.saved_step = self.step
         self.env.barrier()
 
