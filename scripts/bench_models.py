@@ -46,7 +46,8 @@ from data_prep import (  # noqa: E402
 )
 from data_prep.tokenizer import round_vocab  # noqa: E402
 from translate.config import Config, load_config  # noqa: E402
-from translate.model import ONEDNN_BF16, Transformer  # noqa: E402
+from translate.cpu_gemm import ONEDNN_BF16  # noqa: E402
+from translate.model import Transformer  # noqa: E402
 
 Batch = tuple[Tensor, Tensor, Tensor, int]  # src (B,S), tgt_in (B,T), tgt_out (B,T), target tokens
 TOKENS = "tokens/s counts real (non-pad) source + target tokens; tgt_tok/s target tokens only"

@@ -11,23 +11,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import translate.model as model_module
+import translate.cpu_gemm as cpu_gemm
 from translate.config import ModelConfig
-from translate.model import (
+from translate.cpu_gemm import (
     ONEDNN_AVX512,
     ONEDNN_BF16,
     ONEDNN_TRAIN,
     X86,
     OneDNNLinear,
-    Transformer,
     kept,
     linear,
-    matmul,
     onednn_linear_here,
     packed,
-    sdpa,
-    sinusoids,
 )
+from translate.model import Transformer, matmul, sdpa, sinusoids
 
 V = 40
 
@@ -262,7 +259,7 @@ def test_packed_weights_equal_f_linear_for_any_row_count(monkeypatch, mkl: bool)
     F.linear's output for other row counts, 3-D and strided inputs, with relu and residual."""
     if mkl and not torch.backends.mkl.is_available():
         pytest.skip("MKL's packed GEMM needs a build with MKL")
-    monkeypatch.setattr(model_module, "MKL_PACK", mkl)
+    monkeypatch.setattr(cpu_gemm, "MKL_PACK", mkl)
     torch.manual_seed(0)
     w, b = torch.randn(40, 16), torch.randn(40)
     weight = packed(w)

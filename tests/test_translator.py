@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import translate.translator as translator_mod
-from translate.model import ONEDNN_BF16
+from translate.cpu_gemm import ONEDNN_BF16
 from translate.translator import Translator, clean_line, one_line, resolve_precision
 
 INPUTS = [

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from data_prep import EOS_ID, PAD_ID, sorted_batches
 from translate.checkpoint import load_model
 from translate.config import STOPS, Config
-from translate.model import ONEDNN_BF16
+from translate.cpu_gemm import ONEDNN_BF16
 from translate.search import beam_search, greedy_search
 
 Hypotheses = list[tuple[str, float]]  # n-best (translation, score), best first
@@ -59,7 +59,7 @@ def resolve_device(device: str) -> torch.device:
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """Autocast dtype for decoding (None: plain fp32). 'auto': bf16 on GPUs that support it,
-    fp32 on CPU. bf16 on CPU needs AVX512-BF16 or AMX (translate.model.ONEDNN_BF16)."""
+    fp32 on CPU. bf16 on CPU needs AVX512-BF16 or AMX (translate.cpu_gemm.ONEDNN_BF16)."""
     if precision not in ("auto", "fp32", "bf16", "fp16"):
         raise ValueError(f"--precision must be auto, fp32, bf16 or fp16; got '{precision}'")
     if device.type != "cuda":
