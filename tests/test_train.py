@@ -23,8 +23,9 @@ import translate.train as train_mod
 from data_prep import DataError, collate
 from translate.checkpoint import CheckpointError
 from translate.config import ConfigError, load_config
+from translate.loss import smoothed_loss
 from translate.model import Transformer
-from translate.train import Trainer, lr_at, pick_precision, smoothed_loss, train_step
+from translate.train import Trainer, lr_at, pick_precision, train_step
 
 REPO = Path(__file__).resolve().parents[1]
 
