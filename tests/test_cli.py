@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from translate.cli import format_results, read_lines
+from translate import cli
+from translate.cli import check_input, format_results, iter_lines, read_lines
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,8 +36,17 @@ def test_read_lines_splits_like_wc_and_replaces_invalid_utf8(capsys):
     assert read_lines(b"a\r\nb\n\nc", "x") == ["a", "b", "", "c"]
     assert read_lines(b"", "x") == []
     assert read_lines(b"ok\n\xff\xfebad\n\xc3\n", "stdin") == ["ok", "\ufffd\ufffdbad", "\ufffd"]
-    err = capsys.readouterr().err
-    assert err.count("warning") == 1 and "stdin line 2" in err
+    first, total = capsys.readouterr().err.splitlines()  # the first bad line, then a count
+    assert "stdin line 2 is not valid UTF-8" in first and "2 lines in all" in total
+
+
+@pytest.mark.parametrize("text", [b"", b"a", b"a\n", b"a\n\nb", b"a\r\nb\n"])
+def test_check_input_counts_lines_as_read_lines_splits_them(tmp_path, text):
+    path = tmp_path / "in.de"
+    path.write_bytes(text)
+    assert check_input(str(path)) == len(read_lines(text, "x"))
+    with open(path, "rb") as f:
+        assert list(iter_lines(f, "x")) == read_lines(text, "x")
 
 
 def test_format_n_best():
@@ -92,6 +102,38 @@ def test_input_output_files_and_n_best(tiny_checkpoint, tmp_path):
     rows = proc.stdout.decode().splitlines()
     assert len(rows) == 6 and all("\t" in r for r in rows)
     float(rows[0].split("\t")[0])
+
+
+def test_input_from_a_pipe(tiny_checkpoint, tmp_path):
+    """--input /dev/stdin, a pipe that can be read only once (no line count first)."""
+    src = b"Guten Morgen\n\nHallo\n"
+    out = tmp_path / "out.en"
+    args = ["--checkpoint", str(tiny_checkpoint), "--input", "/dev/stdin", "--output", str(out)]
+    proc = run_cli(*args, stdin=src)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert out.read_bytes().count(b"\n") == 3
+
+
+def test_output_is_written_as_it_goes(tmp_path, monkeypatch, capsys):
+    """Each translation is written as soon as it is done: a run stopped by an error keeps the
+    lines before it, one per input line."""
+
+    class Failing:
+        def options(self, **opts):
+            return opts
+
+        def stream(self, lines, opts, progress, total):
+            for n, line in enumerate(lines):
+                if n == 2:
+                    raise RuntimeError("simulated failure in the third line")
+                yield line.upper()
+
+    src, out = tmp_path / "in.de", tmp_path / "out.en"
+    src.write_text("a\nb\nc\nd\n", encoding="utf-8")
+    monkeypatch.setattr(cli, "load_translator", lambda args: Failing())
+    assert cli.main(["--input", str(src), "--output", str(out)]) == 1
+    assert out.read_text(encoding="utf-8") == "A\nB\n"
+    assert "simulated failure" in capsys.readouterr().err
 
 
 def test_default_checkpoint_is_the_newest_run(tiny_checkpoint, tmp_path):

@@ -109,6 +109,27 @@ def test_long_line_is_truncated_with_warning(translator, capsys):
     assert "line 2" in capsys.readouterr().err
 
 
+def test_stream_yields_each_chunk_as_it_is_done_in_input_order(translator, capsys):
+    """stream() reads `chunk_lines` lines at a time and yields their results before it reads
+    on; the results equal translate()'s, and warnings name lines of the whole input."""
+    texts = [*INPUTS, "Wort " * 5000, "Hallo"]
+    read = []
+
+    def lines():
+        for text in texts:
+            read.append(text)
+            yield text
+
+    opts = translator.options(beam=3, max_len_b=4)
+    results = translator.stream(lines(), opts, chunk_lines=3)
+    first = next(results)
+    assert len(read) == 3  # one chunk read, not the whole input
+    assert [first, *results] == translator.translate(texts, beam=3, max_len_b=4)
+    assert "line 8 has" in capsys.readouterr().err  # the long line, in the third chunk
+    n_best = translator.stream(iter(texts[:4]), translator.options(beam=3, n_best=2), True, 4, 2)
+    assert [len(hyps) for hyps in n_best] == [2, 2, 2, 2]
+
+
 def test_odd_characters_do_not_crash(translator):
     texts = ["😀😀", "Привет мир", "東京\x00\x1b[31m", "\ufffd\ufffd", "a\nb"]
     out = translator.translate(texts, beam=2)

@@ -13,9 +13,10 @@ a bad checkpoint or option prints one `error: ...` line and exits 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,39 +72,62 @@ def load_translator(args: argparse.Namespace) -> Translator:
     return Translator.load(checkpoint, device=args.device, precision=args.precision)
 
 
+def iter_lines(raw_lines: Iterable[bytes], name: str) -> Iterator[str]:
+    """Lines of bytes (each split at \\n, which it may end with; a final \\r dropped) decoded as
+    UTF-8; bad bytes become U+FFFD. The first bad line is named in a warning at once, and where
+    there were more, a count follows at the end."""
+    bad = 0
+    for n, line in enumerate(raw_lines, start=1):
+        line = line.removesuffix(b"\n").removesuffix(b"\r")
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            text = line.decode("utf-8", errors="replace")
+            bad += 1
+            if bad == 1:
+                warn(f"{name} line {n} is not valid UTF-8; invalid bytes were replaced with U+FFFD")
+        yield text
+    if bad > 1:
+        warn(f"{name}: {bad} lines in all were not valid UTF-8")
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def read_lines(data: bytes, name: str) -> list[str]:
-    """Split on \\n (dropping a final \\r), decode UTF-8; bad bytes become U+FFFD (warns once)."""
+    """iter_lines of a whole text: split on \\n; a final newline ends the last line."""
     raw = data.split(b"\n")
     if raw[-1] == b"":
         raw.pop()  # the final newline ends the last line, it does not start a new one
-    lines, bad = [], []
-    for n, line in enumerate(raw, start=1):
-        line = line.removesuffix(b"\r")
-        try:
-            lines.append(line.decode("utf-8"))
-        except UnicodeDecodeError:
-            lines.append(line.decode("utf-8", errors="replace"))
-            bad.append(n)
-    if bad:
-        more = f" (and {len(bad) - 1} more lines)" if len(bad) > 1 else ""
-        print(
-            f"warning: {name} line {bad[0]}{more} is not valid UTF-8; "
-            "invalid bytes were replaced with U+FFFD",
-            file=sys.stderr,
-        )
-    return lines
+    return list(iter_lines(raw, name))
 
 
 def read_text_file(path: str) -> list[str]:
     """Lines of a UTF-8 text file ('-' is stdin), never failing on invalid bytes."""
     if path == "-":
-        return read_lines(sys.stdin.buffer.read(), "stdin")
+        return list(iter_lines(sys.stdin.buffer, "stdin"))
+    check_input(path)
+    with open(path, "rb") as f:  # also pipes: /dev/stdin, <(...)
+        return list(iter_lines(f, path))
+
+
+def check_input(path: str) -> int | None:
+    """Fail early on an --input that is no file; its number of lines if it is a regular file
+    (None for '-', stdin, and pipes such as /dev/stdin or <(...), which can be read only once)."""
+    if path == "-":
+        return None
     if Path(path).is_dir():
         raise ValueError(f"input '{path}' is a directory; give a text file, one sentence per line")
     if not Path(path).exists():
         raise ValueError(f"input file '{path}' does not exist")
-    with open(path, "rb") as f:  # also pipes: /dev/stdin, <(...)
-        return read_lines(f.read(), path)
+    if not Path(path).is_file():
+        return None
+    lines, last = 0, b"\n"
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            lines, last = lines + block.count(b"\n"), block[-1:]
+    return lines + (last != b"\n")  # a last line without its newline counts too
 
 
 def check_output(path: str | None) -> None:
@@ -170,25 +194,26 @@ def run(args: argparse.Namespace) -> None:
     if (sys.stdout is None and not args.output) or (sys.stdin is None and not lines_given(args)):
         raise ValueError("stdin or stdout is closed; give --input FILE / --output FILE")
     check_output(args.output)
-    lines = [argv_text(t) for t in args.text] or (
-        read_text_file(args.input) if args.input else None
-    )
+    total = check_input(args.input) if args.input else len(args.text) or None
     translator = load_translator(args)  # before reading stdin: a bad checkpoint fails fast
-    translator.options(n_best=args.n_best, **decode_options(args))  # and bad options too
-    if lines is None and sys.stdin.isatty() and not args.output:
+    opts = translator.options(n_best=args.n_best, **decode_options(args))  # bad options too
+    stdin = not lines_given(args)
+    if stdin and sys.stdin.isatty() and not args.output:
         return interactive(translator, args)
-    if lines is None:
-        lines = read_lines(sys.stdin.buffer.read(), "stdin")
-    progress = bool(args.input) and args.input != "-"
-    results = translator.translate(
-        lines, n_best=args.n_best, progress=progress, **decode_options(args)
-    )
-    text = "".join(line + "\n" for line in format_results(results, args.n_best))
-    if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.buffer.write(text.encode("utf-8"))
-        sys.stdout.flush()
+    # A bar for --input files; for stdin only where stderr is a terminal to draw it on.
+    progress = not args.text and (not stdin or sys.stderr.isatty())
+    with contextlib.ExitStack() as files:
+        if args.text:
+            lines = [argv_text(t) for t in args.text]
+        elif stdin:
+            lines = iter_lines(sys.stdin.buffer, "stdin")
+        else:
+            lines = iter_lines(files.enter_context(open(args.input, "rb")), args.input)
+        out = files.enter_context(open(args.output, "wb")) if args.output else sys.stdout.buffer
+        for result in translator.stream(lines, opts, progress, total):
+            text = "".join(line + "\n" for line in format_results([result], args.n_best))
+            out.write(text.encode("utf-8"))
+            out.flush()  # each line as it is done: what a stopped run did is not lost
 
 
 def interactive(translator: Translator, args: argparse.Namespace) -> None:

@@ -8,6 +8,7 @@ batch_map) and returned in input order, one line per input: outputs never contai
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import sys
 import unicodedata
@@ -25,6 +26,7 @@ from translate.cpu_gemm import ONEDNN_BF16
 from translate.search import beam_search, greedy_search
 
 Hypotheses = list[tuple[str, float]]  # n-best (translation, score), best first
+CHUNK_LINES = 10_000  # Translator.stream: lines sorted and decoded together, then written
 
 # Control characters (category Cc) are dropped, except whitespace ones (\t \n \r \x0b \x0c
 # \x1c-\x1f \x85), which become a space like U+2028/U+2029; byte-order marks are dropped.
@@ -146,10 +148,34 @@ class Translator:
         """
         if isinstance(texts, str):
             raise TypeError("translate() takes a list of sentences; wrap a single one: [text]")
+        texts = list(texts)
         opts = self.options(beam, alpha, beta, max_len_a, max_len_b, n_best, batch_tokens, stop)
-        batch_tokens = opts.pop("batch_tokens")
-        results = self._translate_all(list(texts), opts, n_best, batch_tokens, progress)
-        return [hyps[0][0] for hyps in results] if n_best == 1 else results
+        return list(self.stream(texts, opts, progress, len(texts), max(len(texts), 1)))
+
+    def stream(
+        self,
+        lines: Iterable[str],
+        opts: dict,
+        progress: bool = False,
+        total: int | None = None,
+        chunk_lines: int = CHUNK_LINES,
+    ) -> Iterator[str] | Iterator[Hypotheses]:
+        """translate() over any iterable of lines, `chunk_lines` at a time, with `opts` from
+        options(): yields each result (a str, or n-best Hypotheses) in input order as soon as its
+        chunk is done, so a long input holds one chunk in memory and its output appears as it
+        goes. `total` sizes the progress bar (lines; None: a count without one)."""
+        n_best = opts["n_best"]
+        search = {k: v for k, v in opts.items() if k not in ("n_best", "batch_tokens")}
+        bar = tqdm(total=total, disable=not progress, file=sys.stderr, unit="sent")
+        with bar:
+            rest, first = iter(lines), 1  # first: line number of the chunk's first line
+            while chunk := list(itertools.islice(rest, chunk_lines)):
+                results = self._translate_all(
+                    chunk, search, n_best, opts["batch_tokens"], bar, first
+                )
+                first += len(chunk)
+                for hyps in results:
+                    yield hyps[0][0] if n_best == 1 else hyps
 
     def options(
         self,
@@ -162,19 +188,20 @@ class Translator:
         batch_tokens: int | None = None,
         stop: str | None = None,
     ) -> dict:
-        """translate()'s search options with the checkpoint's defaults filled in, checked
-        (ValueError), without translating: the CLI checks them before reading any input."""
+        """translate()'s options with the checkpoint's defaults filled in, checked (ValueError),
+        without translating: the CLI checks them before reading any input, then `stream`s."""
         given = dict(beam=beam, alpha=alpha, beta=beta, max_len_a=max_len_a, stop=stop)
         given.update(max_len_b=max_len_b, batch_tokens=batch_tokens)
         opts = {k: getattr(self.cfg.decode, k) if v is None else v for k, v in given.items()}
         _check_options(opts, n_best, opts["batch_tokens"])
-        return opts
+        return {**opts, "n_best": n_best}
 
-    def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        """Clean and tokenize; sources longer than the model's positions are truncated (warning)."""
+    def encode(self, texts: Sequence[str], first_line: int = 1) -> list[list[int]]:
+        """Clean and tokenize; sources longer than the model's positions are truncated (a warning
+        names the line, texts[0] being line `first_line`)."""
         lines = [clean_line(t) for t in texts]
         ids = [enc.ids for enc in self.tokenizer.encode_batch(lines, add_special_tokens=False)]
-        for n, seq in enumerate(ids, start=1):
+        for n, seq in enumerate(ids, start=first_line):
             if len(seq) > self.max_src_tokens:
                 print(
                     f"warning: line {n} has {len(seq)} tokens but the model reads at most "
@@ -184,10 +211,11 @@ class Translator:
         return [seq[: self.max_src_tokens] for seq in ids]
 
     def _translate_all(
-        self, texts: list[str], opts: dict, n_best: int, batch_tokens: int, progress: bool
+        self, texts: list[str], opts: dict, n_best: int, batch_tokens: int, bar: tqdm, first: int
     ) -> list[Hypotheses]:
-        """Decode non-empty inputs in length-sorted batches; results back in input order."""
-        ids = self.encode(texts)
+        """Decode non-empty inputs in length-sorted batches; results back in input order. `bar`
+        counts the lines done; texts[0] is line `first` of the input (for warnings)."""
+        ids = self.encode(texts, first)
         results: list[Hypotheses] = [[("", 0.0)] * n_best for _ in texts]
         todo = [i for i, seq in enumerate(ids) if seq]  # empty lines never reach the model
         batches = sorted_batches([len(ids[i]) + 1 for i in todo], batch_tokens)
@@ -196,8 +224,7 @@ class Translator:
         def decode(rows: list[int]) -> list[Hypotheses]:
             return self._decode_batch([ids[i] for i in rows], opts, n_best)
 
-        bar = tqdm(total=len(texts), disable=not progress, file=sys.stderr, unit="sent")
-        with bar, batch_map(self.device, len(jobs)) as map_batches:
+        with batch_map(self.device, len(jobs)) as map_batches:
             bar.update(len(texts) - len(todo))
             for rows, found in zip(jobs, map_batches(decode, jobs), strict=True):
                 for i, hyps in zip(rows, found, strict=True):
