@@ -76,13 +76,15 @@ def token_batches(
     return batches[rank : per_rank * world_size : world_size]
 
 
-def sorted_batches(lengths, max_tokens: int) -> list[np.ndarray]:
-    """Indices sorted longest first (ties in input order), cut so that n * longest <= max_tokens;
-    for decoding and validation, where order does not matter and nothing is shuffled."""
+def sorted_batches(lengths, max_tokens: int, max_sentences: int | None = None) -> list[np.ndarray]:
+    """Indices sorted longest first (ties in input order), cut so that n * longest <= max_tokens
+    and n <= max_sentences (if given); for decoding and validation, where order does not matter
+    and nothing is shuffled."""
     lengths = np.asarray(lengths)
     order, batches, start = np.argsort(-lengths, kind="stable"), [], 0
     while start < len(order):
         size = max(1, max_tokens // max(int(lengths[order[start]]), 1))
+        size = min(size, max_sentences or size)
         batches.append(order[start : start + size])
         start += size
     return batches

@@ -103,3 +103,6 @@ def test_sorted_batches_respect_budget_and_cover_all():
         assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 12
     order = [i for b in batches for i in b]
     assert [lengths[i] for i in order] == sorted(lengths, reverse=True)
+    capped = sorted_batches(lengths, max_tokens=12, max_sentences=2)
+    assert [len(b) for b in capped] == [1, 1, 1, 2, 2, 1]  # 40 | 9 | 7 | 5 3 | 3 2 | 1
+    assert [i for b in capped for i in b] == order

@@ -74,6 +74,21 @@ def test_batches_decode_at_once_on_one_thread_each(translator, monkeypatch, two_
     assert translator.translate(INPUTS, beam=3, batch_tokens=20) == at_once
 
 
+def test_cpu_batches_hold_at_most_cpu_batch_sentences(translator, monkeypatch):
+    sizes, search = [], translator_mod.beam_search
+
+    def spy(model, src, **kwargs):
+        sizes.append(src.size(0))
+        return search(model, src, **kwargs)
+
+    monkeypatch.setattr(translator_mod, "beam_search", spy)
+    monkeypatch.setattr(translator_mod, "CPU_BATCH_SENTENCES", 2)
+    capped = translator.translate(INPUTS, beam=3, batch_tokens=1000)
+    assert max(sizes) == 2 and sum(sizes) == 5  # the 5 non-empty inputs
+    monkeypatch.setattr(translator_mod, "CPU_BATCH_SENTENCES", 1000)
+    assert translator.translate(INPUTS, beam=3, batch_tokens=1000) == capped
+
+
 def test_a_failing_batch_raises_and_restores_threads(translator, monkeypatch, two_threads):
     def fail(*args, **kwargs):
         raise RuntimeError("simulated out of memory")

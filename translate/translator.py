@@ -27,6 +27,10 @@ from translate.search import beam_search, greedy_search
 
 Hypotheses = list[tuple[str, float]]  # n-best (translation, score), best first
 CHUNK_LINES = 10_000  # Translator.stream: lines sorted and decoded together, then written
+# On CPU a decoding batch holds at most this many sentences besides batch_tokens, which short
+# sentences filled with hundreds of them x beams: 20,000 Multi30k lines then decoded in 206 s
+# and 1.4 GB against 213 s and 3.9 GB (docs/benchmarks.md, session 19). GPUs take any batch.
+CPU_BATCH_SENTENCES = 128
 
 # Control characters (category Cc) are dropped, except whitespace ones (\t \n \r \x0b \x0c
 # \x1c-\x1f \x85), which become a space like U+2028/U+2029; byte-order marks are dropped.
@@ -218,7 +222,8 @@ class Translator:
         ids = self.encode(texts, first)
         results: list[Hypotheses] = [[("", 0.0)] * n_best for _ in texts]
         todo = [i for i, seq in enumerate(ids) if seq]  # empty lines never reach the model
-        batches = sorted_batches([len(ids[i]) + 1 for i in todo], batch_tokens)
+        cap = CPU_BATCH_SENTENCES if self.device.type == "cpu" else None
+        batches = sorted_batches([len(ids[i]) + 1 for i in todo], batch_tokens, cap)
         jobs = [[todo[j] for j in batch.tolist()] for batch in batches]  # input rows per batch
 
         def decode(rows: list[int]) -> list[Hypotheses]:
