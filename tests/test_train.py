@@ -369,3 +369,25 @@ def test_out_dir_or_data_dir_that_is_a_file_is_refused(tiny_cfg, tmp_path):
         Trainer(tiny_cfg(out="file"))
     with pytest.raises(DataError, match="data.dir .* is a file"):
         Trainer(tiny_cfg(f"data.dir={tmp_path / 'file'}"))
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_autocast_precisions_train_and_resume_on_cpu(tiny_cfg, precision, capsys):
+    """The trainer's fp16 + GradScaler path (a T4's) and its bf16 path, run on CPU autocast: they
+    train, save the scaler's state with the checkpoint and resume from it."""
+    cfg = tiny_cfg(f"train.precision={precision}", "train.max_steps=2", "train.save_every=1")
+    train_mod.train(cfg)
+    assert f"precision {precision} (train.precision={precision})" in capsys.readouterr().out
+    state = torch.load(Path(cfg.train.out_dir) / "last" / "trainer_state.pt", weights_only=True)
+    assert state["step"] == 2 and bool(state["scaler"]) == (precision == "fp16")
+    if precision == "fp16":
+        assert state["scaler"]["scale"] > 0 and state["scaler"]["_growth_tracker"] == 2
+    cfg.train.max_steps = 3
+    train_mod.train(cfg)
+    assert "resumed from" in capsys.readouterr().out
+    log = [json.loads(line) for line in (Path(cfg.train.out_dir) / "log.jsonl").open()]
+    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3]
+    assert all(math.isfinite(r["loss"]) for r in log if "loss" in r)
+    if precision == "fp16":  # the scaler went on from its saved state, not from a new one
+        state = torch.load(Path(cfg.train.out_dir) / "last" / "trainer_state.pt", weights_only=True)
+        assert state["scaler"]["_growth_tracker"] == 3
