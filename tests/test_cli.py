@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from translate import cli
-from translate.cli import check_input, format_results, iter_lines, read_lines
+from translate.cli import count_lines, format_results, iter_lines, read_lines
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,10 +41,10 @@ def test_read_lines_splits_like_wc_and_replaces_invalid_utf8(capsys):
 
 
 @pytest.mark.parametrize("text", [b"", b"a", b"a\n", b"a\n\nb", b"a\r\nb\n"])
-def test_check_input_counts_lines_as_read_lines_splits_them(tmp_path, text):
+def test_count_lines_counts_them_as_read_lines_splits_them(tmp_path, text):
     path = tmp_path / "in.de"
     path.write_bytes(text)
-    assert check_input(str(path)) == len(read_lines(text, "x"))
+    assert count_lines(str(path)) == len(read_lines(text, "x"))
     with open(path, "rb") as f:
         assert list(iter_lines(f, "x")) == read_lines(text, "x")
 

@@ -112,16 +112,20 @@ def read_text_file(path: str) -> list[str]:
         return list(iter_lines(f, path))
 
 
-def check_input(path: str) -> int | None:
-    """Fail early on an --input that is no file; its number of lines if it is a regular file
-    (None for '-', stdin, and pipes such as /dev/stdin or <(...), which can be read only once)."""
+def check_input(path: str) -> None:
+    """Fail before decoding, not after, on an --input that is no file ('-' is stdin)."""
     if path == "-":
-        return None
+        return
     if Path(path).is_dir():
         raise ValueError(f"input '{path}' is a directory; give a text file, one sentence per line")
     if not Path(path).exists():
         raise ValueError(f"input file '{path}' does not exist")
-    if not Path(path).is_file():
+
+
+def count_lines(path: str) -> int | None:
+    """Lines of a regular file, as iter_lines splits them; None for '-' and pipes such as
+    /dev/stdin or <(...), which can be read only once."""
+    if path == "-" or not Path(path).is_file():
         return None
     lines, last = 0, b"\n"
     with open(path, "rb") as f:
@@ -194,7 +198,9 @@ def run(args: argparse.Namespace) -> None:
     if (sys.stdout is None and not args.output) or (sys.stdin is None and not lines_given(args)):
         raise ValueError("stdin or stdout is closed; give --input FILE / --output FILE")
     check_output(args.output)
-    total = check_input(args.input) if args.input else len(args.text) or None
+    if args.input:
+        check_input(args.input)
+    total = count_lines(args.input) if args.input else len(args.text) or None  # progress bar
     translator = load_translator(args)  # before reading stdin: a bad checkpoint fails fast
     opts = translator.options(n_best=args.n_best, **decode_options(args))  # bad options too
     stdin = not lines_given(args)
