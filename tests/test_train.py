@@ -112,13 +112,35 @@ def test_accumulated_micro_batches_equal_one_big_batch():
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
 
 
-@pytest.mark.parametrize("amx", [False, True])
-def test_cpu_precision_is_fp32_and_names_bf16_where_amx(monkeypatch, amx):
+@pytest.mark.parametrize(
+    ("amx", "avx512_bf16", "intel", "named"),
+    [
+        (False, False, False, ""),
+        (True, True, True, "AMX"),
+        (False, True, False, "AVX512-BF16"),  # AMD Zen 4/5: bf16 measured faster
+        (False, True, True, ""),  # Intel without AMX: bf16 GEMMs measured slower
+    ],
+)
+def test_cpu_precision_is_fp32_and_names_bf16_where_faster(
+    monkeypatch, amx, avx512_bf16, intel, named
+):
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    monkeypatch.setattr(train_mod, "ONEDNN_BF16", avx512_bf16)
+    monkeypatch.setattr(train_mod, "INTEL_AVX512", intel)
     dtype, why = pick_precision("auto", torch.device("cpu"))
     assert dtype is None and why.startswith("precision fp32")
-    assert ("train.precision=bf16" in why) == amx
+    assert ("train.precision=bf16" in why) == bool(named)
+    assert f"this CPU has {named}:" in why if named else "this CPU" not in why
     assert pick_precision("bf16", torch.device("cpu"))[0] == torch.bfloat16
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_without_native_bf16_says_fp32_is_faster(monkeypatch, native):
+    monkeypatch.setattr(train_mod, "ONEDNN_X86", True)
+    monkeypatch.setattr(train_mod, "ONEDNN_BF16", native)
+    dtype, why = pick_precision("bf16", torch.device("cpu"))
+    assert dtype == torch.bfloat16 and why.startswith("precision bf16 (train.precision=bf16)")
+    assert ("train.precision=fp32 trains faster" in why) != native
 
 
 def test_bf16_cpu_step_is_close_to_fp32():

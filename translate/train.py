@@ -61,6 +61,7 @@ from translate.config import (
     load_config,
     parse_duration,
 )
+from translate.cpu_gemm import INTEL_AVX512, ONEDNN_BF16, ONEDNN_X86
 from translate.loss import smoothed_loss
 from translate.model import Transformer
 from translate.search import greedy_search
@@ -95,7 +96,8 @@ def pick_precision(choice: str, device: torch.device) -> tuple[torch.dtype | Non
         torch.set_float32_matmul_precision("high")  # TF32 matmuls for whatever stays in fp32
     if choice == "auto":
         if cap is None:
-            hint = "; this CPU has AMX: train.precision=bf16 trains faster" if cpu_amx() else ""
+            fast = cpu_fast_bf16()
+            hint = f"; this CPU has {fast}: train.precision=bf16 trains faster" if fast else ""
             return None, f"precision fp32 (auto: no CUDA device{hint})"
         if cap >= (8, 0):
             return (
@@ -105,13 +107,25 @@ def pick_precision(choice: str, device: torch.device) -> tuple[torch.dtype | Non
         why = f"auto: compute capability {cap[0]}.{cap[1]} has no fast bf16"
         return torch.float16, f"precision fp16 + GradScaler ({why})"
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[choice]
-    return dtype, f"precision {choice} (train.precision={choice})"
+    why = f"precision {choice} (train.precision={choice})"
+    if choice == "bf16" and cap is None and ONEDNN_X86 and not ONEDNN_BF16:
+        # With neither, torch falls back to a reference bf16 GEMM (docs/benchmarks.md, session 23)
+        why += (
+            "; note: this CPU has neither AVX512-BF16 nor AMX, so bf16 matmuls run many times "
+            "slower than fp32: train.precision=fp32 trains faster"
+        )
+    return dtype, why
 
 
-def cpu_amx() -> bool:
-    """Whether this CPU has AMX tiles, where bf16 matmuls run several times faster than fp32."""
-    check = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, so looked up softly
-    return bool(check and check())
+def cpu_fast_bf16() -> str:
+    """What makes bf16 training faster than fp32 on this CPU, or '' where it was not measured to:
+    AMX tiles (Intel Xeon 4th generation and newer), or AVX512-BF16 on an AMD CPU (Zen 4: steps
+    1.57x as fast, Zen 5: 2.1x). Intel's AVX512-BF16 without AMX ran bf16 GEMMs slower than fp32
+    (docs/benchmarks.md)."""
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, so looked up softly
+    if amx and amx():
+        return "AMX"
+    return "AVX512-BF16" if ONEDNN_BF16 and not INTEL_AVX512 else ""
 
 
 def maybe_compile(net: nn.Module, mode: str, device: torch.device) -> tuple[nn.Module, str]:
