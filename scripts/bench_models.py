@@ -569,8 +569,17 @@ def gpu_row(cfg: Config, vocab: int, batches: list[Batch], device, dtype, compil
     net, how = maybe_compile(model, compile_mode, device)
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
     t0 = time.perf_counter()
-    for b in batches[:warmup]:
-        train_step(net, [b], optimizer, 1e-4, cfg.train, dtype, scaler)
+    for i, b in enumerate(batches[:warmup]):
+        try:
+            train_step(net, [b], optimizer, 1e-4, cfg.train, dtype, scaler)
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as e:  # noqa: BLE001 - compiling happens at the first call: fall back
+            if i or net is model:
+                raise
+            net, how = model, f"note: torch.compile failed ({str(e).splitlines()[0][:120]}); eager"
+            optimizer.zero_grad(set_to_none=True)
+            train_step(net, [b], optimizer, 1e-4, cfg.train, dtype, scaler)
     sync()
     warm_s = time.perf_counter() - t0
     if device.type == "cuda":

@@ -413,3 +413,22 @@ def test_autocast_precisions_train_and_resume_on_cpu(tiny_cfg, precision, capsys
     if precision == "fp16":  # the scaler went on from its saved state, not from a new one
         state = torch.load(Path(cfg.train.out_dir) / "last" / "trainer_state.pt", weights_only=True)
         assert state["scaler"]["_growth_tracker"] == 3
+
+
+def test_fused_update_invalidates_kept_inference_copies():
+    """Fused AdamW (CUDA's default here) writes parameters without bumping their versions;
+    the trainer bumps them, so decoding copies kept by cpu_gemm.kept are rebuilt."""
+    from translate.cpu_gemm import kept
+
+    layer = torch.nn.Linear(4, 4)
+    optimizer = torch.optim.AdamW(layer.parameters(), lr=0.1, fused=True)
+    copy_of = lambda: kept(layer, "test_copy", (layer.weight,), layer.weight.clone)  # noqa: E731
+    with torch.no_grad():
+        before = copy_of()
+    layer(torch.randn(2, 4)).sum().backward()
+    tc = SimpleNamespace(clip_norm=0.0)
+    train_mod._optimizer_step(layer, optimizer, 0.1, tc, None, torch.zeros(()))
+    with torch.no_grad():
+        after = copy_of()
+    assert not torch.equal(before, layer.weight)  # the update happened
+    assert torch.equal(after, layer.weight)  # and the kept copy follows it

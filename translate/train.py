@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import json
 import math
 import os
@@ -176,7 +177,7 @@ def train_step(
     world = dist.get_world_size() if ddp is not None else 1
     ntok: Tensor | int = sum(b[3] for b in micro)
     if ddp is not None:
-        ntok = torch.tensor(float(ntok), device=device)
+        ntok = torch.full((), float(ntok), device=device)  # a fill: no host-to-device copy
         dist.all_reduce(ntok)  # no host sync: used as a device divisor
     nll_sum = torch.zeros((), device=device)
     for i, (src, tgt_in, tgt_out, _) in enumerate(micro):
@@ -207,6 +208,9 @@ def _optimizer_step(net, optimizer, lr, tc, scaler, nll_sum) -> tuple[Tensor, Te
         optimizer.found_inf = (~finite).float()  # fused AdamW skips the update on device
         optimizer.step()
         del optimizer.found_inf
+        # fused kernels write the parameters without bumping their version counters, by which
+        # inference copies (cpu_gemm.kept, e.g. the decoder's step weights) see a change
+        torch.autograd.graph.increment_version(params)
     elif finite.item():  # CPU: no pipeline to stall
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -301,7 +305,9 @@ def setup_distributed(device_choice: str) -> tuple[Dist, torch.device]:
     if cuda:
         torch.cuda.set_device(device)
     if env.world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
+        # the other ranks wait at barriers while rank 0 prepares the data (a first WMT14 run:
+        # download, BPE, binarizing) or validates: longer than the default 10 minutes
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(hours=1))
     return env, device
 
 
@@ -399,9 +405,12 @@ class Trainer:
         last, tc = self.out / "last", self.cfg.train
         load_weights(self.model, last, self.device)
         state = load_trainer_state(last)
+        fused = self.device.type == "cuda" or None  # the run may have started on another device
+        for group in state["optimizer"]["param_groups"]:  # `fused` decides where `step` goes
+            group["fused"] = fused
         self.optimizer.load_state_dict(state["optimizer"])
-        for group in self.optimizer.param_groups:  # the config wins; another device maybe
-            group.update(betas=tc.betas, eps=tc.eps, fused=self.device.type == "cuda" or None)
+        for group in self.optimizer.param_groups:  # the config wins
+            group.update(betas=tc.betas, eps=tc.eps)
             group["weight_decay"] = tc.weight_decay if group["weight_decay"] else 0.0
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -676,7 +685,10 @@ class Trainer:
 
     def _finish(self, reason: str) -> None:
         """Final validation (unless interrupted) and `last`; say where it went."""
-        if self.stop_signal is None and self.valid_step != self.step and self.step > 0:
+        # by `reason`, which all ranks agree on: a signal that reached one rank after the last
+        # log step must not keep it out of the validation's barrier
+        interrupted = reason.startswith("received ")
+        if not interrupted and self.valid_step != self.step and self.step > 0:
             metrics = self._validate()
             if self.env.main:
                 self._write_log({"step": self.step, "epoch": self.batches.epoch, **metrics})

@@ -78,7 +78,8 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
             )
         return torch.bfloat16 if precision == "bf16" else None
     if precision == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+        # emulated bf16 (T4, P100: compute capability < 8.0) is slower than fp32 there
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else None
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
