@@ -182,7 +182,8 @@ def load_wmt14(cfg: DataConfig):
             )
         raise DataError(
             f"could not load the Hugging Face dataset 'wmt14' ({pair}): {reason}; without hub "
-            "access, put line-aligned files on disk and use source: local"
+            "access, put line-aligned files on disk and set data.source=local with data.train, "
+            "data.valid and data.test naming them (PREFIX.de + PREFIX.en)"
         ) from None
 
 

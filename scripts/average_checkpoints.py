@@ -28,7 +28,8 @@ def checkpoint_dirs(args: argparse.Namespace) -> list[Path]:
     if len(dirs) < args.last:
         raise CheckpointError(
             f"'{args.run}' has {len(dirs)} step checkpoints, fewer than --last "
-            f"{args.last}; lower --last or raise train.keep_last"
+            f"{args.last}; lower --last, or train with train.keep_last >= {args.last} (one step "
+            "checkpoint every train.save_every steps)"
         )
     return dirs
 

@@ -80,6 +80,13 @@ def test_round_trip_and_tied_embedding_stored_once(tok_file, tmp_path):
     torch.testing.assert_close(loaded(src, tgt), model(src, tgt), rtol=0, atol=0)
     tied = [p for p in loaded.parameters() if p.shape[0] == 320 and p.dim() == 2]
     assert len(tied) == 1  # still one shared matrix after loading
+    mask = os.umask(0o027)  # files are made as open() makes them, readable by the group here
+    try:
+        save_checkpoint(tmp_path / "ckpt", model, cfg, tok_file)
+    finally:
+        os.umask(mask)
+    modes = {f.name: f.stat().st_mode & 0o777 for f in (tmp_path / "ckpt").iterdir()}
+    assert set(modes.values()) == {0o640}, modes
 
 
 DAMAGES = ["no_dir", "no_weights", "corrupt", "other_tokenizer", "config", "nan", "missing"]

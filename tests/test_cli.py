@@ -141,6 +141,7 @@ def test_default_checkpoint_is_the_newest_run(tiny_checkpoint, tmp_path):
     proc = run_cli("Guten Morgen", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr.decode()
     assert len(proc.stdout.decode().splitlines()) == 1
+    assert "runs/demo/best" in proc.stderr.decode()  # says which one it took
 
 
 def test_no_checkpoint_says_how_to_train(tmp_path):
@@ -199,6 +200,15 @@ def test_bad_paths_fail_before_decoding_in_one_line(tiny_checkpoint, tmp_path):
     assert_one_line_error(run_cli("--checkpoint", ckpt, "--input", str(tmp_path)), "directory")
     proc = run_cli("--checkpoint", ckpt, "--input", str(src), "--output", str(tmp_path))
     assert_one_line_error(proc, "directory")
+    same = str(tmp_path / "." / "in.de")  # the input under another spelling
+    assert_one_line_error(run_cli("--checkpoint", ckpt, "--input", str(src), "--output", same))
+    assert src.read_text(encoding="utf-8") == "Hallo\n"  # left as it was
+
+
+def test_a_run_directory_as_checkpoint_names_its_checkpoints(tiny_checkpoint, tmp_path):
+    shutil.copytree(tiny_checkpoint, tmp_path / "run" / "best")
+    proc = run_cli("--checkpoint", str(tmp_path / "run"), "Hallo")
+    assert_one_line_error(proc, "run directory", str(tmp_path / "run" / "best"))
 
 
 def test_usage_errors_are_one_line():

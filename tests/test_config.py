@@ -29,6 +29,7 @@ def test_overrides_are_typed():
         ("train.precision=fp8", ["train.precision", "fp8"]),
         ("model.n_heads=7", ["divisible"]),
         ("train.max_time=soon", ["train.max_time", "soon"]),
+        ("train.max_tokens=abc", ["train.max_tokens", "expects an int", "abc"]),
         ("max_steps=3", ["section.key=value"]),
         ("data.vocab_size=256", ["data.vocab_size", "256"]),
         ("decode.stop=never", ["decode.stop", "exact, current, early", "never"]),
@@ -60,6 +61,14 @@ def test_bad_values_name_the_key(override, words):
 def test_yaml_on_off_read_as_words():
     assert load_config(None, ["train.compile=off"]).train.compile == "off"
     assert load_config(None, ["train.compile=on"]).train.compile == "on"
+
+
+def test_malformed_yaml_names_line_and_column(tmp_path):
+    (tmp_path / "bad.yaml").write_text("model:\n  d_model: 4\n train: x\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path / "bad.yaml")
+    assert "bad.yaml" in str(e.value) and "line 3, column 2" in str(e.value)
+    assert "\n" not in str(e.value)
 
 
 def test_missing_file_is_named(tmp_path):

@@ -101,7 +101,7 @@ def test_wmt14_offline_is_a_one_line_data_error(monkeypatch):
     with pytest.raises(DataError) as e:
         open_split(DataConfig(source="wmt14"), "train", Stats())
     message = str(e.value)
-    assert "\n" not in message and "wmt14" in message and "source: local" in message
+    assert "\n" not in message and "wmt14" in message and "data.source=local" in message
 
 
 def test_wmt14_unresolvable_hub_goes_offline_at_once(monkeypatch):

@@ -125,3 +125,24 @@ def test_split_reads_the_data_of_the_directory_training_ran_in(
     monkeypatch.chdir(elsewhere)
     assert main(["--checkpoint", str(ckpt), "--split", "test", "--json", "--beam", "1"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["sentences"] == 5
+
+
+def test_a_tokenizer_that_cannot_download_fails_before_decoding(
+    tiny_checkpoint, tmp_path, capsys, monkeypatch
+):
+    import urllib.error
+
+    import translate.evaluate as evaluate
+
+    class Offline(evaluate.BLEU):  # what flores200 / spm do offline
+        def __init__(self, *args, **kwargs):
+            raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(evaluate, "BLEU", Offline)
+    monkeypatch.setattr(Translator, "translate", lambda *a, **k: pytest.fail("decoded"))
+    src, ref = write_lines(tmp_path / "a.de", SRC), write_lines(tmp_path / "a.en", SRC)
+    args = ["--checkpoint", str(tiny_checkpoint), "--src", str(src), "--ref", str(ref)]
+    assert main([*args, "--tokenize", "flores200"]) != 0
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ")
+    assert "--tokenize flores200" in err and "13a" in err

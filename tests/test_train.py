@@ -266,6 +266,7 @@ def test_demo_config_end_to_end(tmp_path):
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [3] and {"loss", "valid_bleu"} <= set(rows[0])
     assert "parameters" in proc.stdout and "precision fp32" in proc.stdout
+    assert "step 3 valid: loss" in proc.stdout and "new best" in proc.stdout
 
 
 def test_user_errors_are_one_line(tmp_path):
@@ -277,6 +278,10 @@ def test_user_errors_are_one_line(tmp_path):
     )
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
+    proc = run_train("train.out_dir=/proc/no_such_run")  # an OSError, even as root
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
+    assert "/proc/no_such_run" in proc.stderr and "train.out_dir" in proc.stderr
 
 
 def test_compile_failure_at_first_call_falls_back_to_eager(tiny_cfg, monkeypatch, capsys):

@@ -60,6 +60,12 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield a temp dir to fill; on success it atomically replaces `target`; on error it is gone."""
@@ -70,7 +76,9 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
+        mode = 0o666 & ~_umask()  # as open() would make them; safetensors writes 0600
         for f in tmp.iterdir():
+            f.chmod(mode)
             _fsync(f)
         _fsync(tmp)
     except BaseException:
@@ -127,6 +135,12 @@ def _require(ckpt_dir: Path, *names: str) -> None:
         raise CheckpointError(f"checkpoint directory '{ckpt_dir}' does not exist")
     for name in names:
         if not (ckpt_dir / name).is_file():
+            inside = [n for n in ("best", "last") if (ckpt_dir / n / name).is_file()]
+            if inside:  # a run directory
+                raise CheckpointError(
+                    f"'{ckpt_dir}' is a run directory, not a checkpoint; give "
+                    + " or ".join(f"'{ckpt_dir / n}'" for n in inside)
+                )
             raise CheckpointError(f"checkpoint '{ckpt_dir}' has no {name}; it is incomplete")
 
 

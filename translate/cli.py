@@ -69,6 +69,8 @@ def load_translator(args: argparse.Namespace) -> Translator:
             f"no checkpoint found under runs/; train one with `{TRAIN_HINT}` "
             "or pass --checkpoint DIR"
         )
+    if not args.checkpoint:
+        print(f"checkpoint {checkpoint} (newest run under runs/)", file=sys.stderr)
     return Translator.load(checkpoint, device=args.device, precision=args.precision)
 
 
@@ -200,6 +202,15 @@ def run(args: argparse.Namespace) -> None:
     check_output(args.output)
     if args.input:
         check_input(args.input)
+        if (
+            args.output
+            and args.input != "-"
+            and Path(args.output).resolve() == Path(args.input).resolve()
+        ):
+            raise ValueError(
+                f"--output '{args.output}' is the --input file, which writing would empty before "
+                "it is read; give another output file"
+            )
     total = count_lines(args.input) if args.input else len(args.text) or None  # progress bar
     translator = load_translator(args)  # before reading stdin: a bad checkpoint fails fast
     opts = translator.options(n_best=args.n_best, **decode_options(args))  # bad options too

@@ -144,7 +144,8 @@ def _coerce(value: Any, default: Any, name: str) -> Any:
         return kind(value)
     except (TypeError, ValueError):
         raise ConfigError(
-            f"config key '{name}' expects a {kind.__name__} like {default!r}, got {value!r}"
+            f"config key '{name}' expects {'an' if kind is int else 'a'} {kind.__name__} like "
+            f"{default!r}, got {value!r}"
         ) from None
 
 
@@ -207,9 +208,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
                 f"config file '{path}' is not UTF-8 text (byte {e.start}); save it as UTF-8"
             ) from None
         except yaml.YAMLError as e:
-            raise ConfigError(
-                f"config file '{path}' is not valid YAML: {e}".splitlines()[0]
-            ) from None
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            what = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"config file '{path}' is not valid YAML{where}: {what}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"config file '{path}' must hold sections like 'data:' and 'model:'")
     return config_from_dict(apply_overrides(raw, overrides or []))

@@ -106,10 +106,20 @@ def read_split(cfg: Config, split: str, root: Path | None = None) -> tuple[list[
     return src, ref
 
 
+def metrics(tokenize: str | None, lowercase: bool) -> tuple[BLEU, CHRF]:
+    """sacreBLEU's BLEU and chrF; made before decoding, as some tokenizers download a model."""
+    try:
+        return BLEU(tokenize=tokenize, lowercase=lowercase), CHRF(lowercase=lowercase)
+    except OSError as e:  # urllib's URLError among them
+        raise ValueError(
+            f"--tokenize {tokenize} needs a model sacreBLEU downloads, which failed ({e}); "
+            "offline, use one that needs none (13a, intl, char, zh)"
+        ) from None
+
+
 def score(hyps: list[str], refs: list[str], tokenize: str | None, lowercase: bool) -> dict:
     """Corpus BLEU and chrF with their sacreBLEU signatures and formatted report lines."""
-    bleu_metric = BLEU(tokenize=tokenize, lowercase=lowercase)
-    chrf_metric = CHRF(lowercase=lowercase)
+    bleu_metric, chrf_metric = metrics(tokenize, lowercase)
     bleu = bleu_metric.corpus_score(hyps, [refs])
     chrf = chrf_metric.corpus_score(hyps, [refs])
     signature = {"bleu": str(bleu_metric.get_signature()), "chrf": str(chrf_metric.get_signature())}
@@ -126,6 +136,7 @@ def run(args: argparse.Namespace) -> None:
     if not args.split and not (args.src and args.ref):
         raise ValueError("give --src FILE --ref FILE, or --split valid|test")
     check_output(args.output)
+    metrics(args.tokenize, args.lowercase)  # a tokenizer that cannot download fails first
     pair = None if args.split else read_pair(args.src, args.ref)  # file errors before model load
     translator = load_translator(args)
     translator.options(**decode_options(args))  # before preparing data or decoding

@@ -109,6 +109,8 @@ def pick_precision(choice: str, device: torch.device) -> tuple[torch.dtype | Non
         return torch.float16, f"precision fp16 + GradScaler ({why})"
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[choice]
     why = f"precision {choice} (train.precision={choice})"
+    if choice == "fp16" and cap is None:  # runs (the tests take the GradScaler path so), slowly
+        why += "; note: CPUs have no fast fp16, so it trains many times slower than fp32"
     if choice == "bf16" and cap is None and ONEDNN_X86 and not ONEDNN_BF16:
         # With neither, torch falls back to a reference bf16 GEMM (docs/benchmarks.md, session 23)
         why += (
@@ -640,9 +642,16 @@ class Trainer:
                 self.amp_dtype,
             )
             score = metrics.get("valid_bleu", -metrics["valid_loss"])
+            line = f"step {self.step} valid: loss {metrics['valid_loss']:.3f}"
+            line += f", ppl {metrics['valid_ppl']:.2f}"
+            if "valid_bleu" in metrics:
+                n = self.cfg.train.valid_bleu_sentences
+                line += f", BLEU {metrics['valid_bleu']:.2f} (greedy, up to {n} sentences)"
             if self.best is None or score > self.best:
                 self.best = score
                 self._save_checkpoint(self.out / "best")
+                line += f"; new best, saved to {self.out / 'best'}"
+            self.say(line)
             self.interval_start += time.time() - start  # keep tokens/s about training
         self.valid_step = self.step
         self.env.barrier()
@@ -735,13 +744,22 @@ def train(cfg: Config) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Train (or resume) a Transformer NMT model.")
+    parser = argparse.ArgumentParser(
+        prog="python -m translate.train", description="Train (or resume) a Transformer NMT model."
+    )
     add_config_args(parser)
     args = parser.parse_args(argv)
     try:
         train(load_config(args.config, args.set))
     except (ConfigError, DataError, CheckpointError, TrainingError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # e.g. train.out_dir or data.dir not writable, a full disk
+        where = f": '{e.filename}'" if e.filename else ""
+        print(
+            f"error: {e.strerror or e}{where}; check train.out_dir, data.dir and free space",
+            file=sys.stderr,
+        )
         return 1
     finally:
         if dist.is_initialized():
