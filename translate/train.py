@@ -91,10 +91,11 @@ def lr_at(
 
 
 def pick_precision(choice: str, device: torch.device) -> tuple[torch.dtype | None, str]:
-    """-> (autocast dtype or None for fp32, one-line reason). Enables TF32 on capability >= 8.0."""
+    """-> (autocast dtype or None for fp32, one-line reason). Enables TF32 on capability >= 8.0
+    unless fp32 was asked for by name (then matmuls stay exact fp32)."""
     cap = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
-    if cap and cap >= (8, 0):
-        torch.set_float32_matmul_precision("high")  # TF32 matmuls for whatever stays in fp32
+    if cap and cap >= (8, 0):  # TF32 matmuls for whatever stays in fp32
+        torch.set_float32_matmul_precision("highest" if choice == "fp32" else "high")
     if choice == "auto":
         if cap is None:
             fast = cpu_fast_bf16()
