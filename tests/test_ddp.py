@@ -86,3 +86,32 @@ def test_torchrun_two_cpu_processes(tiny_data, tmp_path):
     assert proc.stdout.count("parameters") == 1
     state = torch.load(tmp_path / "run" / "last" / "trainer_state.pt", weights_only=True)
     assert state["step"] == 3 and state["world_size"] == 2
+
+
+def start_worker(rank: int, init_file: str, out_dir: str, steps: list[int]) -> None:
+    from types import SimpleNamespace
+
+    from translate.train import Dist, Trainer, TrainingError
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    fake = SimpleNamespace(env=Dist(rank, WORLD), step=steps[rank], device=torch.device("cpu"))
+    fake.out = Path(out_dir)
+    try:
+        Trainer._check_ranks_agree(fake)
+        said = "agree"
+    except TrainingError as e:
+        said = str(e)
+    (Path(out_dir) / f"rank{rank}.txt").write_text(said)
+    dist.destroy_process_group()
+
+
+def test_ranks_that_would_start_at_different_steps_all_stop(tmp_path):
+    """A rank that cannot see out_dir/last (another machine, no shared filesystem) starts at 0."""
+    for steps, n in (([7, 7], 0), ([7, 0], 1)):
+        init = str(tmp_path / f"init{n}")
+        mp.spawn(start_worker, args=(init, str(tmp_path), steps), nprocs=WORLD, join=True)
+        said = [(tmp_path / f"rank{r}.txt").read_text() for r in range(WORLD)]
+        if n == 0:
+            assert said == ["agree", "agree"]
+        else:  # every rank raises, so none waits for the others at a collective
+            assert all("0 to 7" in s and "all share" in s for s in said), said

@@ -337,6 +337,7 @@ class Trainer:
         self.step, self.elapsed, self.best, self.saved_step, self.valid_step = 0, 0.0, None, -1, -1
         self.decay_end = tc.max_steps or sys.maxsize  # moved sooner by max_time: _projected_end
         epoch, pos = self._resume() if resuming else self._start_fresh()
+        self._check_ranks_agree()
         self.ddp = None
         if self.env.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -365,6 +366,20 @@ class Trainer:
         data_dir = prepare(self.cfg.data) if self.env.main else None
         self.env.barrier()
         return Path(data_dir or prepare(self.cfg.data))
+
+    def _check_ranks_agree(self) -> None:
+        """Every rank starts at the same step: one that cannot see `{out_dir}/last` (another
+        machine without a shared filesystem) would train on from fresh optimizer state."""
+        if self.env.world == 1:
+            return
+        steps = torch.tensor([self.step, -self.step], dtype=torch.float64, device=self.device)
+        dist.all_reduce(steps, op=dist.ReduceOp.MAX)
+        if steps[0] != -steps[1]:
+            raise TrainingError(
+                f"ranks start at different steps ({int(-steps[1])} to {int(steps[0])}): some do "
+                f"not see '{self.out}/last'; on several machines put train.out_dir and data.dir on "
+                "a filesystem they all share"
+            )
 
     def _check_resumable(self) -> bool:
         """Whether `{out_dir}/last` is there to resume; refuses one this config cannot resume."""
