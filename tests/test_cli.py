@@ -118,6 +118,8 @@ def test_output_is_written_as_it_goes(tmp_path, monkeypatch, capsys):
     """Each translation is written as soon as it is done: a run stopped by an error keeps the
     lines before it, one per input line."""
 
+    failure = RuntimeError("simulated failure in the third line")
+
     class Failing:
         def options(self, **opts):
             return opts
@@ -125,7 +127,7 @@ def test_output_is_written_as_it_goes(tmp_path, monkeypatch, capsys):
         def stream(self, lines, opts, progress, total):
             for n, line in enumerate(lines):
                 if n == 2:
-                    raise RuntimeError("simulated failure in the third line")
+                    raise failure
                 yield line.upper()
 
     src, out = tmp_path / "in.de", tmp_path / "out.en"
@@ -134,6 +136,11 @@ def test_output_is_written_as_it_goes(tmp_path, monkeypatch, capsys):
     assert cli.main(["--input", str(src), "--output", str(out)]) == 1
     assert out.read_text(encoding="utf-8") == "A\nB\n"
     assert "simulated failure" in capsys.readouterr().err
+    failure = KeyboardInterrupt()  # Ctrl-C: exit 130, and say how far the output goes
+    assert cli.main(["--input", str(src), "--output", str(out)]) == 130
+    assert out.read_text(encoding="utf-8") == "A\nB\n"
+    err = capsys.readouterr().err
+    assert "input lines 1-2" in err and f"tail -n +3 {src}" in err
 
 
 def test_default_checkpoint_is_the_newest_run(tiny_checkpoint, tmp_path):

@@ -227,10 +227,22 @@ def run(args: argparse.Namespace) -> None:
         else:
             lines = iter_lines(files.enter_context(open(args.input, "rb")), args.input)
         out = files.enter_context(open(args.output, "wb")) if args.output else sys.stdout.buffer
-        for result in translator.stream(lines, opts, progress, total):
-            text = "".join(line + "\n" for line in format_results([result], args.n_best))
-            out.write(text.encode("utf-8"))
-            out.flush()  # each line as it is done: what a stopped run did is not lost
+        written = 0
+        try:
+            for result in translator.stream(lines, opts, progress, total):
+                text = "".join(line + "\n" for line in format_results([result], args.n_best))
+                out.write(text.encode("utf-8"))
+                out.flush()  # each line as it is done: what a stopped run did is not lost
+                written += 1
+        except KeyboardInterrupt:
+            if args.output:  # sentences decoded out of order past this point are not written
+                rest = f"tail -n +{written + 1} {args.input}" if args.input else "the rest"
+                print(
+                    f"interrupted: '{args.output}' holds the translations of input lines "
+                    f"1-{written}; translate {rest} to go on",
+                    file=sys.stderr,
+                )
+            raise
 
 
 def interactive(translator: Translator, args: argparse.Namespace) -> None:
