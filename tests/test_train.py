@@ -280,6 +280,7 @@ def test_user_errors_are_one_line(tmp_path):
     assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
     proc = run_train("train.out_dir=/proc/no_such_run")  # an OSError, even as root
     assert proc.returncode == 1, proc.stderr
+    assert "no --config" in proc.stdout
     assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
     assert "/proc/no_such_run" in proc.stderr and "train.out_dir" in proc.stderr
 

@@ -765,6 +765,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_config_args(parser)
     args = parser.parse_args(argv)
+    if args.config is None and int(os.environ.get("RANK", 0)) == 0:
+        print(
+            "note: no --config, so the built-in defaults (the base model on the demo corpus) "
+            "with the --set values; an experiment is e.g. --config configs/demo.yaml"
+        )  # on stdout with the trainer's other notes
     try:
         train(load_config(args.config, args.set))
     except (ConfigError, DataError, CheckpointError, TrainingError) as e:
