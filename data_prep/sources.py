@@ -160,6 +160,7 @@ def _local_split(cfg: DataConfig, split: str, stats: Stats) -> tuple[int, Iterat
 
 # ---------------------------------------------------------------- WMT14 (Hugging Face hub)
 
+WMT14_REPO = "wmt/wmt14"  # parquet files; the old script-based "wmt14" id redirects here
 WMT14_SPLITS = {"train": "train", "valid": "validation", "test": "test"}
 
 
@@ -173,7 +174,7 @@ def load_wmt14(cfg: DataConfig):
     if offline:
         go_offline()  # a cached copy still loads; otherwise fail now, not after 5 retries
     try:
-        return load_dataset("wmt14", pair)
+        return load_dataset(WMT14_REPO, pair)
     except Exception as e:  # hub unreachable, offline mode, unknown config, ...
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
         if offline:
@@ -181,8 +182,8 @@ def load_wmt14(cfg: DataConfig):
                 f"the hub's host does not resolve (offline?) and no cached copy loads ({reason})"
             )
         raise DataError(
-            f"could not load the Hugging Face dataset 'wmt14' ({pair}): {reason}; without hub "
-            "access, put line-aligned files on disk and set data.source=local with data.train, "
+            f"could not load the Hugging Face dataset '{WMT14_REPO}' ({pair}): {reason}; without "
+            "hub access, put line-aligned files on disk and set data.source=local with data.train, "
             "data.valid and data.test naming them (PREFIX.de + PREFIX.en)"
         ) from None
 

@@ -126,3 +126,38 @@ def test_wmt14_unresolvable_hub_goes_offline_at_once(monkeypatch):
     with pytest.raises(DataError, match="does not resolve") as e:
         open_split(DataConfig(source="wmt14"), "train", Stats())
     assert "\n" not in str(e.value)
+
+
+def test_wmt14_reads_the_hub_layout_in_arrow_chunks(monkeypatch):
+    """The hub's wmt/wmt14 de-en rows ({"translation": {"de": ..., "en": ...}}) read as pairs,
+    split names mapped (valid -> validation), without a network."""
+    import datasets
+
+    def rows(split: str, n: int) -> datasets.Dataset:
+        pairs = [{"de": f"{split} satz {i}", "en": f"{split} sentence {i}"} for i in range(n)]
+        return datasets.Dataset.from_dict({"translation": pairs})
+
+    hub = datasets.DatasetDict(
+        train=rows("train", 5), validation=rows("validation", 2), test=rows("test", 3)
+    )
+    asked = []
+
+    def load(*args, **kwargs):
+        asked.append(args)
+        return hub
+
+    monkeypatch.setattr(datasets, "load_dataset", load)
+    monkeypatch.setattr(sources, "hub_reachable", lambda: True)
+    monkeypatch.setattr(sources, "CHUNK", 2)
+    n, chunks = open_split(DataConfig(source="wmt14"), "valid", Stats())
+    assert n == 2 and list(chunks) == [
+        (
+            ["validation satz 0", "validation satz 1"],
+            ["validation sentence 0", "validation sentence 1"],
+        )
+    ]
+    n, chunks = open_split(DataConfig(source="wmt14"), "train", Stats())
+    chunks = list(chunks)
+    assert n == 5 and [len(s) for s, _ in chunks] == [2, 2, 1]  # in chunks of CHUNK rows
+    assert chunks[2] == (["train satz 4"], ["train sentence 4"])
+    assert asked[0] == ("wmt/wmt14", "de-en")
