@@ -160,7 +160,7 @@ def _local_split(cfg: DataConfig, split: str, stats: Stats) -> tuple[int, Iterat
 
 # ---------------------------------------------------------------- WMT14 (Hugging Face hub)
 
-WMT14_REPO = "wmt/wmt14"  # parquet files; the old script-based "wmt14" id redirects here
+WMT14_REPO = "wmt/wmt14"  # the hub's parquet conversion of the script-based "wmt14"
 WMT14_SPLITS = {"train": "train", "valid": "validation", "test": "test"}
 
 

@@ -559,7 +559,7 @@ def peak_flops(device: torch.device) -> float | None:
 
 def gpu_row(cfg: Config, vocab: int, batches: list[Batch], device, dtype, compile_mode, warmup):
     """Train the model on batches (first `warmup` untimed): tokens/s, peak memory, MFU."""
-    from translate.train import build_optimizer, maybe_compile, train_step
+    from translate.train import build_optimizer, first_step, maybe_compile, train_step
 
     torch._dynamo.reset()  # each row compiles its own model from scratch
     torch.manual_seed(0)
@@ -570,16 +570,12 @@ def gpu_row(cfg: Config, vocab: int, batches: list[Batch], device, dtype, compil
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
     t0 = time.perf_counter()
     for i, b in enumerate(batches[:warmup]):
-        try:
-            train_step(net, [b], optimizer, 1e-4, cfg.train, dtype, scaler)
-        except torch.cuda.OutOfMemoryError:
-            raise
-        except Exception as e:  # noqa: BLE001 - compiling happens at the first call: fall back
-            if i or net is model:
-                raise
-            net, how = model, f"note: torch.compile failed ({str(e).splitlines()[0][:120]}); eager"
-            optimizer.zero_grad(set_to_none=True)
-            train_step(net, [b], optimizer, 1e-4, cfg.train, dtype, scaler)
+        args = ([b], optimizer, 1e-4, cfg.train, dtype, scaler)
+        if i == 0 and net is not model:  # compiling happens at the first call
+            _, net, note = first_step(net, model, optimizer, train_step, *args)
+            how = note or how
+        else:
+            train_step(net, *args)
     sync()
     warm_s = time.perf_counter() - t0
     if device.type == "cuda":

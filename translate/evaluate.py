@@ -117,9 +117,8 @@ def metrics(tokenize: str | None, lowercase: bool) -> tuple[BLEU, CHRF]:
         ) from None
 
 
-def score(hyps: list[str], refs: list[str], tokenize: str | None, lowercase: bool) -> dict:
+def score(hyps: list[str], refs: list[str], bleu_metric: BLEU, chrf_metric: CHRF) -> dict:
     """Corpus BLEU and chrF with their sacreBLEU signatures and formatted report lines."""
-    bleu_metric, chrf_metric = metrics(tokenize, lowercase)
     bleu = bleu_metric.corpus_score(hyps, [refs])
     chrf = chrf_metric.corpus_score(hyps, [refs])
     signature = {"bleu": str(bleu_metric.get_signature()), "chrf": str(chrf_metric.get_signature())}
@@ -136,7 +135,7 @@ def run(args: argparse.Namespace) -> None:
     if not args.split and not (args.src and args.ref):
         raise ValueError("give --src FILE --ref FILE, or --split valid|test")
     check_output(args.output)
-    metrics(args.tokenize, args.lowercase)  # a tokenizer that cannot download fails first
+    bleu_chrf = metrics(args.tokenize, args.lowercase)  # one that cannot download fails first
     pair = None if args.split else read_pair(args.src, args.ref)  # file errors before model load
     translator = load_translator(args)
     translator.options(**decode_options(args))  # before preparing data or decoding
@@ -151,7 +150,7 @@ def run(args: argparse.Namespace) -> None:
     seconds = time.perf_counter() - start
     if args.output:
         Path(args.output).write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
-    result = score(hyps, refs, args.tokenize, args.lowercase)
+    result = score(hyps, refs, *bleu_chrf)
     print("\n".join(result.pop("lines")))
     speed = len(src) / max(seconds, 1e-9)
     print(f"{len(src)} sentences in {seconds:.1f} s ({speed:.1f} sentences/s)")

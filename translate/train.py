@@ -144,6 +144,21 @@ def maybe_compile(net: nn.Module, mode: str, device: torch.device) -> tuple[nn.M
         return net, f"note: torch.compile failed ({str(e).splitlines()[0]}); running eager"
 
 
+def first_step(net, eager, optimizer, step, *args) -> tuple[object, nn.Module, str | None]:
+    """step(net, *args) for the first call of a compiled net, where compiling happens; if that
+    fails, the same step on `eager` from the same RNG state -> (result, net to go on with, note)."""
+    rng = rng_state()
+    try:
+        return step(net, *args), net, None
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any compile failure falls back to eager
+        optimizer.zero_grad(set_to_none=True)
+        set_rng_state(rng)
+        note = f"note: torch.compile failed ({str(e).splitlines()[0][:200]}); eager"
+        return step(eager, *args), eager, note
+
+
 def build_optimizer(model: nn.Module, tc: TrainConfig, device: torch.device) -> torch.optim.AdamW:
     """AdamW(betas, eps); weight decay on matrices only; fused kernels on CUDA."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -554,16 +569,12 @@ class Trainer:
         lr = lr_at(self.step, d_model, tc.warmup, tc.lr_scale, tc.decay, self.decay_end)
         args = (micro, self.optimizer, lr, tc, self.amp_dtype, self.scaler, self.ddp)
         if self.compile_pending:
-            self.compile_pending, rng = False, rng_state()
-            try:
-                return self._record(train_step(self.net, *args), lr, micro)
-            except torch.cuda.OutOfMemoryError:
-                raise
-            except Exception as e:  # noqa: BLE001 - any compile failure falls back to eager
-                self.say(f"note: torch.compile failed ({str(e).splitlines()[0][:200]}); eager")
-                self.optimizer.zero_grad(set_to_none=True)
-                set_rng_state(rng)
-                self.net = self.ddp or self.model
+            self.compile_pending = False
+            eager = self.ddp or self.model
+            result, self.net, note = first_step(self.net, eager, self.optimizer, train_step, *args)
+            if note:
+                self.say(note)
+            return self._record(result, lr, micro)
         self._record(train_step(self.net, *args), lr, micro)
 
     def _record(self, result: tuple[Tensor, Tensor, Tensor], lr: float, micro: list[Batch]) -> None:
