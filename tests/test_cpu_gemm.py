@@ -98,7 +98,7 @@ def test_linear_takes_onednn_only_for_fp32_without_autocast_or_compile(monkeypat
     with torch.no_grad():
         assert onednn_linear_here(x, w) == ONEDNN_AVX512
     assert onednn_linear_here(x, w) == ONEDNN_TRAIN  # training: not where MKL is as fast
-    node = linear(x, w.clone().requires_grad_()).grad_fn.name()
+    node = type(linear(x, w.clone().requires_grad_()).grad_fn).__name__  # torch 2.4: no name()
     assert ("OneDNNLinear" in node) == ONEDNN_TRAIN, node
     assert not onednn_linear_here(x.bfloat16(), w.bfloat16())
     with monkeypatch.context() as m:  # inductor cannot lower the oneDNN op with plain weights
@@ -130,3 +130,24 @@ def test_kept_copies_follow_their_sources():
     kept(owner, "_double", (w,), make)
     kept(owner, "_double", (w,), make)
     assert len(made) == 5  # autograd on: made each time
+
+
+def test_private_ops_are_looked_up_before_use():
+    """A torch build without the private oneDNN/MKL ops takes F.linear instead of failing."""
+    assert cpu_gemm.has_ops(torch.ops.aten, "mm", "addmm")
+    assert not cpu_gemm.has_ops(torch.ops.mkldnn, "_linear_pointwise", "_no_such_op")
+    if platform.machine() in X86 and torch.backends.mkldnn.is_available():
+        assert cpu_gemm.ONEDNN_X86  # this build has them: the fast path stays on
+
+
+def test_cpu_flags_come_from_torch_or_proc_cpuinfo(monkeypatch):
+    """AVX512-BF16 is asked of torch where it can say (2.5 and newer), else of /proc/cpuinfo."""
+    monkeypatch.setattr(cpu_gemm.torch.cpu, "_is_avx512_bf16_supported", lambda: True, False)
+    assert cpu_gemm.avx512_bf16()
+    monkeypatch.delattr(cpu_gemm.torch.cpu, "_is_avx512_bf16_supported", raising=False)
+    monkeypatch.setattr(cpu_gemm, "cpuinfo", lambda field: "fpu avx512f avx512_bf16 amx_tile")
+    assert cpu_gemm.avx512_bf16()
+    monkeypatch.setattr(cpu_gemm, "cpuinfo", lambda field: "fpu avx512f")
+    assert not cpu_gemm.avx512_bf16()
+    monkeypatch.setattr(cpu_gemm, "cpuinfo", lambda field: None)  # no /proc/cpuinfo
+    assert not cpu_gemm.avx512_bf16()

@@ -63,7 +63,7 @@ def worker(rank: int, init_file: str, out_dir: str) -> None:
 
 def test_ddp_ranks_agree_and_equal_accumulation(tmp_path):
     mp.spawn(worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
     assert torch.equal(ranks[0], ranks[1])
     cfg, model, batches = setup()
     reference = copy.deepcopy(model)

@@ -22,21 +22,47 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+
+def has_ops(namespace: Any, *names: str) -> bool:
+    """Whether this torch build registers these ops: the private ones used here (inductor's) are
+    not a public API, so a build without them takes F.linear instead."""
+    return all(hasattr(namespace, name) for name in names)
+
+
 X86 = ("x86_64", "AMD64")  # platform.machine() on x86 CPUs
-ONEDNN_X86 = platform.machine() in X86 and torch.backends.mkldnn.is_available()  # `packable`
+ONEDNN_X86 = (  # `packable`
+    platform.machine() in X86
+    and torch.backends.mkldnn.is_available()
+    and has_ops(torch.ops.mkldnn, "_linear_pointwise", "_reorder_linear_weight")
+)
 ONEDNN_AVX512 = ONEDNN_X86 and torch.backends.cpu.get_cpu_capability() == "AVX512"  # `linear`
+
+
+@functools.cache
+def cpuinfo(field: str) -> str | None:
+    """The value of the first `field` line of /proc/cpuinfo; None where there is no such file."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            line = next((line for line in f if line.startswith(field)), "")
+    except OSError:
+        return None
+    return line.partition(":")[2].strip()
 
 
 def intel_cpu() -> bool:
     """Whether this is an Intel CPU: vendor_id in /proc/cpuinfo (Linux), else the processor name
     (Windows names its vendor there; an x86 Mac is Intel)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line for line in f if line.startswith("vendor_id")), "").endswith(
-                "GenuineIntel\n"
-            )
-    except OSError:
-        return "Intel" in platform.processor() or platform.system() == "Darwin"
+    vendor = cpuinfo("vendor_id")
+    if vendor is not None:
+        return vendor == "GenuineIntel"
+    return "Intel" in platform.processor() or platform.system() == "Darwin"
+
+
+def avx512_bf16() -> bool:
+    """Whether the CPU has AVX512-BF16: torch's private probe where this torch has it (2.5 and
+    newer, so looked up softly), else the flag in /proc/cpuinfo."""
+    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    return probe() if probe else "avx512_bf16" in (cpuinfo("flags") or "").split()
 
 
 # Training's linears (forward and both gradients) through oneDNN where MKL is slow: on an AVX-512
@@ -109,7 +135,7 @@ def linear(x: Tensor, weight: Tensor | Packed, bias: Tensor | None = None) -> Te
 # bf16 inference GEMMs where the CPU multiplies bf16 natively (AVX512-BF16, AMX): through AMX
 # oneDNN's packed bf16 GEMMs ran the decoding shapes 2.9-6.4x faster than MKL's packed fp32 at
 # 128 rows, 0.5-1.4x at 8 (docs/benchmarks.md, session 17). Elsewhere oneDNN emulates bf16.
-ONEDNN_BF16 = ONEDNN_AVX512 and torch.cpu._is_avx512_bf16_supported()
+ONEDNN_BF16 = ONEDNN_AVX512 and avx512_bf16()
 
 
 def packed_dtype() -> torch.dtype | None:
@@ -140,7 +166,11 @@ def packable(weight: Tensor) -> bool:
 # 1.05-1.16x at 128 (docs/benchmarks.md, session 16). Elsewhere oneDNN's: on an AMD AVX-512
 # box MKL ran fp32 GEMMs at about half oneDNN's speed (session 8); its packed GEMM was not
 # measured there.
-MKL_PACK = INTEL_AVX512 and torch.backends.mkl.is_available()
+MKL_PACK = (
+    INTEL_AVX512
+    and torch.backends.mkl.is_available()
+    and has_ops(torch.ops.mkl, "_mkl_linear", "_mkl_reorder_linear_weight")
+)
 
 
 @dataclass(frozen=True)

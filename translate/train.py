@@ -228,7 +228,8 @@ def _optimizer_step(net, optimizer, lr, tc, scaler, nll_sum) -> tuple[Tensor, Te
         del optimizer.found_inf
         # fused kernels write the parameters without bumping their version counters, by which
         # inference copies (cpu_gemm.kept, e.g. the decoder's step weights) see a change
-        torch.autograd.graph.increment_version(params)
+        for p in params:  # one at a time: torch < 2.5 takes no list
+            torch.autograd.graph.increment_version(p)
     elif finite.item():  # CPU: no pipeline to stall
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
