@@ -337,6 +337,7 @@ class Trainer:
         self.cfg, tc = cfg, cfg.train
         self.env, self.device = setup_distributed(tc.device)
         self.out, self.bar, self.stop_signal = Path(tc.out_dir), None, None
+        self.signum: int | None = None  # the signal this process received, if any
         if self.out.exists() and not self.out.is_dir():
             raise ConfigError(f"train.out_dir '{self.out}' is a file; give a directory path")
         self.out.mkdir(parents=True, exist_ok=True)
@@ -522,7 +523,7 @@ class Trainer:
     def _on_signal(self, signum, frame) -> None:
         if self.stop_signal is not None:  # a second Ctrl-C: give up at once
             raise SystemExit(130)
-        self.stop_signal = signal.Signals(signum).name
+        self.signum, self.stop_signal = signum, signal.Signals(signum).name
         self.say(f"{self.stop_signal}: saving a checkpoint after this update, then exiting")
 
     def run(self) -> None:
@@ -766,9 +767,13 @@ def plot_curves(log_file: Path, png: Path) -> None:
     os.replace(tmp, png)
 
 
-def train(cfg: Config) -> None:
-    """Train (or resume) the run in cfg.train.out_dir until max_steps/max_epochs/max_time."""
-    Trainer(cfg).run()
+def train(cfg: Config) -> int:
+    """Train (or resume) the run in cfg.train.out_dir until max_steps/max_epochs/max_time ->
+    the exit status: 0, or 128 + the signal number where SIGINT or SIGTERM stopped it (after a
+    checkpoint), as shells expect of an interrupted program (`train && evaluate` stops there)."""
+    trainer = Trainer(cfg)
+    trainer.run()
+    return 128 + trainer.signum if trainer.signum else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -783,7 +788,7 @@ def main(argv: list[str] | None = None) -> int:
             "with the --set values; an experiment is e.g. --config configs/demo.yaml"
         )  # on stdout with the trainer's other notes
     try:
-        train(load_config(args.config, args.set))
+        return train(load_config(args.config, args.set))
     except (ConfigError, DataError, CheckpointError, TrainingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -797,7 +802,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-    return 0
 
 
 if __name__ == "__main__":
