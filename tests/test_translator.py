@@ -10,7 +10,7 @@ import torch
 
 import translate.translator as translator_mod
 from translate.cpu_gemm import ONEDNN_BF16
-from translate.translator import Translator, clean_line, one_line, resolve_precision
+from translate.translator import Translator, clean_line, one_line, resolve_device, resolve_precision
 
 INPUTS = [
     "Guten Morgen",
@@ -186,3 +186,48 @@ def test_defaults_come_from_checkpoint_config(translator):
     beam = translator.cfg.decode.beam
     default = translator.translate(["Guten Morgen"])
     assert default == translator.translate(["Guten Morgen"], beam=beam)
+
+
+@pytest.mark.parametrize(
+    ("archs", "capability", "runs"),
+    [
+        (["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"], (6, 0), False),  # P100, cu130
+        (["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"], (7, 0), False),  # V100
+        (["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"], (7, 5), True),  # T4
+        (["sm_75", "sm_80", "sm_90"], (8, 9), True),  # sm_80 kernels run on 8.x
+        (["sm_75", "sm_80", "sm_90a"], (9, 0), True),
+        (["sm_50", "sm_60", "sm_70", "sm_75"], (6, 1), True),  # cu126: P40 through sm_60
+        (["sm_80", "compute_90"], (12, 0), True),  # PTX is compiled for newer GPUs
+        (["sm_80", "compute_90"], (7, 5), False),
+    ],
+)
+def test_a_torch_build_without_kernels_for_the_gpu_is_one_clear_error(
+    monkeypatch, archs, capability, runs
+):
+    """PyTorch's CUDA 12.8+ wheels have no kernels for a P100 (Kaggle): say so, and what to
+    install, instead of failing at the first CUDA op."""
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: archs)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=0: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "Tesla P100-PCIE-16GB")
+    if runs:
+        assert translator_mod.cuda_build_problem() is None
+        assert resolve_device("auto").type == "cuda"
+        return
+    problem = translator_mod.cuda_build_problem()
+    assert f"compute capability {capability[0]}.{capability[1]}" in problem
+    assert "Tesla P100" in problem and "whl/cu126" in problem and "\n" not in problem
+    with pytest.raises(ValueError, match="no CUDA kernels .* or use --device cpu"):
+        resolve_device("cuda")
+    assert resolve_device("cpu").type == "cpu"
+
+
+def test_the_trainer_refuses_such_a_build_in_one_line(monkeypatch):
+    import translate.train as train_mod
+    from translate.config import ConfigError
+
+    monkeypatch.setattr(train_mod, "cuda_build_problem", lambda index: "no CUDA kernels (test)")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(ConfigError, match=r"no CUDA kernels \(test\), or set train.device=cpu"):
+        train_mod.setup_distributed("auto")

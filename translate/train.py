@@ -66,6 +66,7 @@ from translate.cpu_gemm import INTEL_AVX512, ONEDNN_BF16, ONEDNN_X86
 from translate.loss import smoothed_loss
 from translate.model import Transformer
 from translate.search import greedy_search
+from translate.translator import cuda_build_problem
 
 Batch = tuple[Tensor, Tensor, Tensor, int]  # src (B,S), tgt_in (B,T), tgt_out (B,T), target tokens
 
@@ -320,6 +321,8 @@ def setup_distributed(device_choice: str) -> tuple[Dist, torch.device]:
     cuda = device_choice == "cuda" or (device_choice == "auto" and torch.cuda.is_available())
     if device_choice == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device=cuda but no CUDA device is visible; use train.device=cpu")
+    if cuda and (problem := cuda_build_problem(env.local_rank)):
+        raise ConfigError(f"{problem}, or set train.device=cpu")
     device = torch.device(f"cuda:{env.local_rank}" if cuda else "cpu")
     if cuda:
         torch.cuda.set_device(device)

@@ -51,16 +51,42 @@ def one_line(text: str) -> str:
 
 
 def resolve_device(device: str) -> torch.device:
-    """'auto' picks cuda when available; 'cuda' without a GPU is a user error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda"):
+    """'auto' picks cuda when available; 'cuda' without a GPU, or with a torch build that has no
+    kernels for it, is a user error."""
+    if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"--device must be auto, cpu or cuda; got '{device}'")
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             "--device cuda was requested but no CUDA GPU is available; use --device cpu"
         )
-    return torch.device(device)
+    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if cuda and (problem := cuda_build_problem()):
+        raise ValueError(f"{problem}, or use --device cpu")
+    return torch.device("cuda" if cuda else "cpu")
+
+
+def cuda_build_problem(index: int = 0) -> str | None:
+    """Why this torch build cannot run on CUDA device `index`, or None. PyTorch's CUDA 12.8 and
+    13.0 wheels (PyPI's for recent releases) carry no kernels for compute capability 6.x (P100,
+    one of Kaggle's GPUs), nor since 2.10 for 7.0 (V100); its CUDA 12.6 wheels do. A kernel
+    built for sm_XY runs on X.Y to X.9; PTX (compute_XY) on X.Y and newer."""
+    archs = torch.cuda.get_arch_list()  # e.g. ['sm_75', 'sm_80', ..., 'compute_120']
+    if torch.version.cuda is None or not archs:  # ROCm, or a build that does not say
+        return None
+    major, minor = torch.cuda.get_device_capability(index)
+    for arch in archs:
+        kind, _, digits = arch.partition("_")
+        cc = int("".join(itertools.takewhile(str.isdigit, digits)) or 0)  # 'sm_90a' -> 90
+        if (kind == "sm" and cc // 10 == major and cc % 10 <= minor) or (
+            kind == "compute" and (cc // 10, cc % 10) <= (major, minor)
+        ):
+            return None
+    return (
+        f"this PyTorch build ({torch.__version__}) has no CUDA kernels for the "
+        f"{torch.cuda.get_device_name(index)} (compute capability {major}.{minor}; it has "
+        f"{' '.join(archs)}); install one that has, e.g. `pip install torch --index-url "
+        "https://download.pytorch.org/whl/cu126` for compute capability 5.0-7.0"
+    )
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
