@@ -78,18 +78,25 @@ def test_training_validates_saves_and_resumes(tiny_cfg, capsys, precision, compi
     assert len(best.translate(["der Hund ist groß", ""])) == 2
 
 
-def test_validation_decodes_with_the_weights_fused_adamw_wrote(tiny_cfg):
-    """Fused AdamW leaves the parameters' version counters alone; the decoder's kept step
-    weights (cpu_gemm.kept) must follow the update all the same, as in validation."""
+@pytest.mark.parametrize("fp16", [False, True], ids=["fp32", "fp16-scaler"])
+def test_validation_decodes_with_the_weights_fused_adamw_wrote(tiny_cfg, fp16):
+    """Fused AdamW leaves the parameters' version counters alone, also under a GradScaler (a
+    T4's path); the decoder's kept step weights (cpu_gemm.kept) must follow the update all the
+    same, as in validation."""
     cfg = tiny_cfg()
     torch.manual_seed(0)
     model = Transformer(cfg.model, 64, pad_id=0).to(CUDA)
     optimizer = build_optimizer(model, cfg.train, CUDA)
     assert optimizer.param_groups[0]["fused"]
+    dtype = torch.float16 if fp16 else None
+    scaler = torch.amp.GradScaler("cuda", init_scale=256.0) if fp16 else None  # no overflow
     src = cuda_batch(6, seed=1)[0]
     beam_search(model, src, beam=2, max_len_b=8)  # keeps step weights made from these weights
+    q_weight = model.decoder.layers[0].self_attn.q_proj.weight.detach().clone()
     for seed in range(3):
-        train_step(model, [cuda_batch(8, seed=10 + seed)], optimizer, 1e-2, cfg.train)
+        batch = [cuda_batch(8, seed=10 + seed)]
+        train_step(model, batch, optimizer, 1e-2, cfg.train, dtype, scaler)
+    assert not torch.equal(q_weight, model.decoder.layers[0].self_attn.q_proj.weight)
     got = beam_search(model, src, beam=2, max_len_b=8)
     want = beam_search(copy.deepcopy(model), src, beam=2, max_len_b=8)  # a copy keeps nothing
     assert [[h[0] for h in s] for s in got] == [[h[0] for h in s] for s in want]

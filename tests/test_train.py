@@ -422,19 +422,23 @@ def test_autocast_precisions_train_and_resume_on_cpu(tiny_cfg, precision, capsys
         assert state["scaler"]["_growth_tracker"] == 3
 
 
-def test_fused_update_invalidates_kept_inference_copies():
-    """Fused AdamW (CUDA's default here) writes parameters without bumping their versions;
-    the trainer bumps them, so decoding copies kept by cpu_gemm.kept are rebuilt."""
+@pytest.mark.parametrize("scaled", [False, True], ids=["bf16-fp32", "fp16-scaler"])
+def test_fused_update_invalidates_kept_inference_copies(scaled):
+    """Fused AdamW (CUDA's default here) writes parameters without bumping their versions, also
+    when a GradScaler steps it (a T4's fp16); the trainer bumps them, so decoding copies kept by
+    cpu_gemm.kept are rebuilt."""
     from translate.cpu_gemm import kept
 
     layer = torch.nn.Linear(4, 4)
     optimizer = torch.optim.AdamW(layer.parameters(), lr=0.1, fused=True)
+    scaler = torch.amp.GradScaler("cpu") if scaled else None
     copy_of = lambda: kept(layer, "test_copy", (layer.weight,), layer.weight.clone)  # noqa: E731
     with torch.no_grad():
         before = copy_of()
-    layer(torch.randn(2, 4)).sum().backward()
+    loss = layer(torch.randn(2, 4)).sum()
+    (scaler.scale(loss) if scaled else loss).backward()
     tc = SimpleNamespace(clip_norm=0.0)
-    train_mod._optimizer_step(layer, optimizer, 0.1, tc, None, torch.zeros(()))
+    train_mod._optimizer_step(layer, optimizer, 0.1, tc, scaler, torch.zeros(()))
     with torch.no_grad():
         after = copy_of()
     assert not torch.equal(before, layer.weight)  # the update happened

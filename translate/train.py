@@ -220,19 +220,20 @@ def _optimizer_step(net, optimizer, lr, tc, scaler, nll_sum) -> tuple[Tensor, Te
     params = [p for g in optimizer.param_groups for p in g["params"]]
     grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.clip_norm or math.inf)
     finite = torch.isfinite(grad_norm) & torch.isfinite(nll_sum)
+    fused = bool(optimizer.param_groups[0].get("fused"))
     if scaler is not None:  # fp16: the scaler skips non-finite steps and lowers its scale
         scaler.step(optimizer)
         scaler.update()
-    elif optimizer.param_groups[0].get("fused"):
+    elif fused:
         optimizer.found_inf = (~finite).float()  # fused AdamW skips the update on device
         optimizer.step()
         del optimizer.found_inf
-        # fused kernels write the parameters without bumping their version counters, by which
-        # inference copies (cpu_gemm.kept, e.g. the decoder's step weights) see a change
-        for p in params:  # one at a time: torch < 2.5 takes no list
-            torch.autograd.graph.increment_version(p)
     elif finite.item():  # CPU: no pipeline to stall
         optimizer.step()
+    if fused:  # fused kernels, under the scaler too, write the parameters without bumping their
+        # version counters, by which inference copies (cpu_gemm.kept) see a change
+        for p in params:  # one at a time: torch < 2.5 takes no list
+            torch.autograd.graph.increment_version(p)
     optimizer.zero_grad(set_to_none=True)
     return grad_norm.detach(), finite
 
