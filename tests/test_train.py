@@ -302,13 +302,31 @@ def test_compile_failure_at_first_call_falls_back_to_eager(tiny_cfg, monkeypatch
     assert log_losses(Path(cfg.train.out_dir)).keys() == {1, 2}
 
 
-def test_non_finite_losses_stop_with_a_message(tiny_cfg, monkeypatch):
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_non_finite_losses_stop_with_a_message(tiny_cfg, monkeypatch, precision):
+    """Also under fp16's GradScaler, which skips overflowing gradients by itself but cannot
+    mend a loss that overflowed in the forward pass."""
+
     def nan_step(net, micro, optimizer, *args):
         return torch.tensor(float("nan")), torch.tensor(float("nan")), torch.tensor(False)
 
     monkeypatch.setattr(train_mod, "train_step", nan_step)
     with pytest.raises(train_mod.TrainingError, match="non-finite for 5 updates"):
-        train_mod.train(tiny_cfg("train.max_steps=20"))
+        train_mod.train(tiny_cfg("train.max_steps=20", f"train.precision={precision}"))
+
+
+def test_fp16_gradient_overflow_is_left_to_the_scaler(tiny_cfg, monkeypatch):
+    """A finite loss with overflowing gradients is the scaler's normal business, not a stop."""
+
+    def overflow_step(net, micro, optimizer, *args):
+        return torch.tensor(2.0), torch.tensor(float("inf")), torch.tensor(False)
+
+    monkeypatch.setattr(train_mod, "train_step", overflow_step)
+    cfg = tiny_cfg("train.max_steps=8", "train.precision=fp16", "train.log_every=4")
+    train_mod.train(cfg)
+    log = [json.loads(line) for line in (Path(cfg.train.out_dir) / "log.jsonl").open()]
+    assert [r["step"] for r in log if "loss" in r] == [4, 8]
+    assert not any("skipped_updates" in r for r in log)
 
 
 def test_cuda_oom_suggests_smaller_max_tokens(tiny_cfg, monkeypatch):

@@ -22,7 +22,8 @@ def smoothed_loss(logits: Tensor, gold: Tensor, eps: float) -> tuple[Tensor, Ten
     """
     if torch.is_grad_enabled() and logits.requires_grad:
         return SmoothedLoss.apply(logits, gold, eps)
-    return _smoothed_sums(logits.float().log_softmax(dim=-1).flatten(0, 1), gold.flatten(), eps)
+    lprobs = logits.log_softmax(dim=-1, dtype=torch.float32).flatten(0, 1)  # (N, V)
+    return _smoothed_sums(lprobs, gold.flatten(), eps)
 
 
 def _smoothed_sums(lprobs: Tensor, gold: Tensor, eps: float) -> tuple[Tensor, Tensor]:
@@ -44,7 +45,7 @@ class SmoothedLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits: Tensor, gold: Tensor, eps: float) -> tuple[Tensor, Tensor]:
-        lprobs = logits.float().log_softmax(dim=-1).flatten(0, 1)  # (N, V)
+        lprobs = logits.log_softmax(dim=-1, dtype=torch.float32).flatten(0, 1)  # (N, V)
         gold = gold.flatten()
         nll, loss = _smoothed_sums(lprobs, gold, eps)
         loss = nll.clone() if loss is nll else loss  # eps 0: two outputs, one differentiable

@@ -205,6 +205,7 @@ def train_step(
             with _autocast(device, amp_dtype):
                 logits = net(src, tgt_in)  # (B, T, V)
             nll, loss = smoothed_loss(logits, tgt_out, tc.label_smoothing)
+            del logits  # (B, T, V): not needed by the backward, nor kept through the next forward
             scaled = loss * world / ntok  # DDP averages over ranks: undo it
             (scaler.scale(scaled) if scaler else scaled).backward()
         nll_sum += nll.detach()
@@ -589,12 +590,15 @@ class Trainer:
         self.nll_sum += nll
         self.tok_sum += sum(b[3] for b in micro)
         self.lr = lr
-        if self.scaler is None:
-            bad = (~finite).float()
-            self.bad_streak, self.bad_total = (self.bad_streak + 1) * bad, self.bad_total + bad
-            if self.device.type == "cpu" and bad.item():
-                self.say(f"step {self.step}: non-finite loss or gradient, update skipped")
-                self._check_streak()
+        if self.scaler is not None:
+            # fp16: the scaler skips overflowing gradients itself (and lowers its scale); only a
+            # non-finite loss, an overflow in the forward pass that it cannot mend, counts here
+            finite = torch.isfinite(nll)
+        bad = (~finite).float()
+        self.bad_streak, self.bad_total = (self.bad_streak + 1) * bad, self.bad_total + bad
+        if self.device.type == "cpu" and bad.item():
+            self.say(f"step {self.step}: non-finite loss or gradient, update skipped")
+            self._check_streak()
 
     def _check_streak(self) -> None:
         if self.bad_streak.item() >= 5:
@@ -619,8 +623,7 @@ class Trainer:
 
     def _interval_metrics(self) -> dict:
         """Per-token NLL, perplexity, lr, tokens/s (all ranks) since the last log step."""
-        if self.scaler is None:
-            self._check_streak()
+        self._check_streak()
         sums = torch.stack([self.nll_sum, torch.tensor(float(self.tok_sum), device=self.device)])
         if self.env.world > 1:
             dist.all_reduce(sums)
