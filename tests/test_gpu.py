@@ -156,6 +156,19 @@ def test_attention_runs_on_fused_sdpa_kernels(tiny_cfg):
             attn(x, attn.kv(x), is_causal=True).float().sum().backward()
 
 
+def test_decoding_step_weights_are_kept_in_the_autocast_dtype(tiny_cfg):
+    """Autocast caches its casts of parameters only: the fused q/k/v step weights are made in
+    its dtype once, not cast again at every decoding step."""
+    model = Transformer(tiny_cfg().model, 64, pad_id=0).to(CUDA).eval()
+    attn = model.decoder.layers[0].self_attn
+    with torch.no_grad(), torch.autocast("cuda", dtype=amp_dtype()):
+        weight, bias = attn.step_weights(kv=True)
+        assert weight.dtype == bias.dtype == amp_dtype()
+        assert attn.step_weights(kv=True)[0] is weight  # kept, not made again
+    with torch.no_grad():
+        assert attn.step_weights(kv=True)[0].dtype == torch.float32
+
+
 def test_gpu_decoding_matches_the_cpu(tiny_checkpoint):
     """fp32 on the GPU (TF32 off) finds what the CPU finds; `auto` (bf16 where the GPU has it)
     keeps one output line per input line."""

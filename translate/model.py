@@ -9,6 +9,7 @@ also `encoder_attn.*` / `encoder_attn_layer_norm`. `model.pre_norm` adds `encode
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -79,14 +80,20 @@ class Attention(nn.Module):
         """For decoding steps: the query projection's weight (D, D) and bias (D,) scaled by
         1/sqrt(Dh), so scores need no division, and with kv the key and value projections'
         below them ((3D, D), (3D,)): one GEMM instead of three. The weight is `packed` on
-        AVX-512 CPUs (as in Linear). Kept until a projection changes."""
+        AVX-512 CPUs (as in Linear); under GPU autocast both are in its dtype, which autocast
+        would otherwise cast them to at every step (it caches casts of parameters only). Kept
+        until a projection changes."""
         projs = (self.q_proj, self.k_proj, self.v_proj) if kv else (self.q_proj,)
-        pack = packed_dtype() if ONEDNN_AVX512 and packable(self.q_proj.weight) else None
+        w = self.q_proj.weight
+        pack = packed_dtype() if ONEDNN_AVX512 and packable(w) else None
+        gpu_amp = w.is_cuda and torch.is_autocast_enabled("cuda")
+        cast = torch.get_autocast_dtype("cuda") if gpu_amp else None
         sources = tuple(t for p in projs for t in (p.weight, p.bias))
-        return kept(self, f"_step_weights_{kv}_{pack}", sources, lambda: self.fuse(projs, pack))
+        make = functools.partial(self.fuse, projs, pack, cast)
+        return kept(self, f"_step_weights_{kv}_{pack}_{cast}", sources, make)
 
     def fuse(
-        self, projs: tuple[nn.Linear, ...], pack: torch.dtype | None
+        self, projs: tuple[nn.Linear, ...], pack: torch.dtype | None, cast: torch.dtype | None
     ) -> tuple[Tensor | Packed, Tensor]:
         """step_weights, made."""
         scale = (self.q_proj.in_features // self.n_heads) ** -0.5
@@ -95,6 +102,8 @@ class Attention(nn.Module):
         D = self.q_proj.out_features
         weight[:D] *= scale  # cat made a copy
         bias[:D] *= scale
+        if cast is not None:
+            return weight.to(cast), bias.to(cast)
         return (weight if pack is None else packed(weight, pack)), bias
 
     def kv(self, x: Tensor) -> KV:
