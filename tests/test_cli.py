@@ -243,3 +243,18 @@ def test_option_errors_come_before_the_first_prompt(tiny_checkpoint, option):
         os.close(leader)
         os.close(follower)
     assert_one_line_error(proc, option[0].removeprefix("--").replace("-", "_"))
+
+
+@pytest.mark.parametrize(
+    "module", ["translate", "translate.train", "translate.evaluate", "data_prep"]
+)
+def test_every_entry_point_prints_its_versions(module):
+    import torch
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", module, "--version"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stdout.strip()
+    assert line.startswith("translate ") and f"torch {torch.__version__}" in line, line
+    assert f"Python {sys.version.split()[0]}" in line and "\n" not in line

@@ -1,5 +1,6 @@
 """German->English Transformer NMT: model, training, search, CLI and evaluation."""
 
+import argparse
 import ctypes
 import os
 import sys
@@ -42,3 +43,34 @@ def _keep_freed_memory() -> None:
 
 
 _keep_freed_memory()
+
+
+def version() -> str:
+    """'translate 0.1.0 (torch 2.13.0+cpu, no CUDA, Python 3.11.7)': what a bug report needs."""
+    import platform
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    import torch
+
+    try:
+        own = installed("translate")
+    except PackageNotFoundError:  # run from a checkout that pip did not install
+        own = "(not installed)"
+    cuda = f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA"
+    return (
+        f"translate {own} (torch {torch.__version__}, {cuda}, Python {platform.python_version()})"
+    )
+
+
+class VersionAction(argparse.Action):
+    """`--version` for the entry points: prints version() and exits; torch is imported only then,
+    so --help stays quick."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs):
+        kwargs.setdefault("help", "print the versions of translate, torch and Python, and exit")
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(version())
+        parser.exit()

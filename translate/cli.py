@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from translate import VersionAction
 from translate.config import STOPS  # no torch: --help stays quick
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ TRAIN_HINT = "python -m translate.train --config configs/demo.yaml"
 
 def add_decode_args(parser: argparse.ArgumentParser) -> None:
     """Checkpoint, device and search options shared by `translate` and `translate.evaluate`."""
+    parser.add_argument("--version", action=VersionAction)
     parser.add_argument("--checkpoint", metavar="DIR", help="default: best of the newest runs/*")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])

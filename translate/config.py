@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from translate import VersionAction
+
 STOPS = ("exact", "current", "early")  # decode.stop; see translate.search.finished_bound
 
 
@@ -165,7 +167,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def add_config_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
-    """The `--config FILE` and repeatable `--set section.key=value` options of every entry point."""
+    """The `--config FILE` and repeatable `--set section.key=value` options of every entry point,
+    and `--version`."""
+    parser.add_argument("--version", action=VersionAction)
     parser.add_argument(
         "--config", required=required, help="experiment YAML, e.g. configs/demo.yaml"
     )
