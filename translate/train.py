@@ -231,8 +231,9 @@ def _optimizer_step(net, optimizer, lr, tc, scaler, nll_sum) -> tuple[Tensor, Te
         del optimizer.found_inf
     elif finite.item():  # CPU: no pipeline to stall
         optimizer.step()
-    if fused:  # fused kernels, under the scaler too, write the parameters without bumping their
-        # version counters, by which inference copies (cpu_gemm.kept) see a change
+    # Fused kernels, under the scaler too, write the parameters without bumping their version
+    # counters, by which inference copies (cpu_gemm.kept) see a change.
+    if fused:
         for p in params:  # one at a time: torch < 2.5 takes no list
             torch.autograd.graph.increment_version(p)
     optimizer.zero_grad(set_to_none=True)
