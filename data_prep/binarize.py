@@ -40,14 +40,21 @@ from translate.config import DataConfig, data_hash
 FORMAT = 1  # bump when the on-disk layout changes (invalidates every cache)
 
 
-def prepare(cfg: DataConfig) -> Path:
-    """Build (or reuse, when config and inputs are unchanged) the prepared data dir; returns it."""
+def prepare(cfg: DataConfig, build: bool = True) -> Path:
+    """Build (or reuse, when config and inputs are unchanged) the prepared data dir; returns it.
+    build=False only checks (training ranks other than 0, after rank 0 prepared it)."""
     out = Path(cfg.dir)
     if out.exists() and not out.is_dir():
         raise DataError(f"data.dir '{out}' is a file; give a directory path")
     inputs = _signatures(cfg)
     if _is_current(out, cfg, inputs):
         return out
+    if not build:
+        raise DataError(
+            f"data.dir '{out}' does not hold this config's prepared data as this process sees "
+            "it (the data config or the raw input files differ from rank 0's); on several "
+            "machines put data.dir and the raw data.* files on a filesystem they all share"
+        )
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)  # a half-built dir is never reused
     start, stats, drops = time.time(), Stats(), Counter()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import unicodedata
 
 import numpy as np
+import pytest
 
-from data_prep import load_split, load_tokenizer, prepare, read_raw_split
+from data_prep import DataError, load_split, load_tokenizer, prepare, read_raw_split
 from translate.config import DataConfig
 
 DE = ["Guten Morgen", "Wie geht es dir?", "Ich habe einen Hund.", "Die Katze schläft.", "Danke"]
@@ -94,3 +96,18 @@ def test_repeats_of_a_too_long_pair_count_as_duplicates(tmp_path):
     assert manifest["drops"] == {"empty": 2, "duplicate": 5, "too_long": 1, "ratio": 0}
     assert list(manifest["drops"]) == ["empty", "duplicate", "too_long", "ratio"]  # rule order
     assert manifest["splits"]["train"]["pairs"] == 40
+
+
+def test_other_training_ranks_only_check_what_rank_0_prepared(tmp_path):
+    """Ranks > 0 read data.dir without ever rebuilding it under rank 0 (prepare(build=False)):
+    raw files that differ on their machine (here: rewritten, so a new mtime) are an error."""
+    cfg = corpus(tmp_path)
+    with pytest.raises(DataError, match="filesystem they all share"):
+        prepare(cfg, build=False)  # nothing prepared yet
+    out = prepare(cfg)
+    assert prepare(cfg, build=False) == out
+    raw = tmp_path / "train.de"
+    os.utime(raw, ns=(raw.stat().st_atime_ns, raw.stat().st_mtime_ns + 10**9))
+    with pytest.raises(DataError, match="differ from rank 0's"):
+        prepare(cfg, build=False)
+    assert (out / "manifest.json").is_file()  # left as rank 0 made it

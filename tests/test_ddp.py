@@ -5,10 +5,13 @@ from __future__ import annotations
 import copy
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -115,3 +118,69 @@ def test_ranks_that_would_start_at_different_steps_all_stop(tmp_path):
             assert said == ["agree", "agree"]
         else:  # every rank raises, so none waits for the others at a collective
             assert all("0 to 7" in s and "all share" in s for s in said), said
+
+
+def torchrun_train(nproc: int, *sets: str) -> subprocess.CompletedProcess:
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd = [*torchrun, f"--nproc_per_node={nproc}", "-m", "translate.train"]
+    cmd += [x for s in sets for x in ("--set", s)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_two_process_resume_is_exact_with_dropout(tiny_data, tmp_path):
+    """Every rank's RNG is saved, so rank 1's dropout goes on where it stopped, too."""
+    steps = ["model.dropout=0.3", "train.save_every=4"]
+    torchrun_train(2, *tiny_overrides(tiny_data, tmp_path / "full"), *steps, "train.max_steps=8")
+    cut = [*tiny_overrides(tiny_data, tmp_path / "cut"), *steps]
+    torchrun_train(2, *cut, "train.max_steps=4")
+    assert "resumed from" in torchrun_train(2, *cut, "train.max_steps=8").stdout
+
+    def losses(run: str) -> dict[int, float]:
+        rows = [json.loads(line) for line in (tmp_path / run / "log.jsonl").open()]
+        return {r["step"]: r["loss"] for r in rows if "loss" in r}
+
+    full, resumed = losses("full"), losses("cut")
+    assert [resumed[s] for s in range(5, 9)] == [full[s] for s in range(5, 9)]
+    state = torch.load(tmp_path / "cut" / "last" / "trainer_state.pt", weights_only=True)
+    assert len(state["rank_rngs"]) == 1 and state["world_size"] == 2
+
+
+def children(pid: int) -> list[int]:
+    """Linux: the processes whose parent is `pid` (torchrun's workers)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers in /proc")
+def test_a_signal_to_one_rank_stops_all_ranks_between_log_steps(tiny_data, tmp_path):
+    """torchrun kills its workers 30 s after passing a signal on: the ranks agree on a stop
+    within a few updates, not at the next log step (none comes here), and save `last`."""
+    sets = [*tiny_overrides(tiny_data, tmp_path / "run"), "train.max_steps=100000"]
+    sets += ["train.log_every=100000", "train.save_every=0", "train.valid_every=0"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd = [*torchrun, "-m", "translate.train"] + [x for s in sets for x in ("--set", s)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        while "parameters" not in (line := proc.stdout.readline()):  # rank 0: training starts
+            assert line, "the run ended before training started"
+        time.sleep(2)
+        workers = children(proc.pid)
+        assert len(workers) == 2, workers
+        os.kill(max(workers), signal.SIGTERM)  # one rank only
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    state = torch.load(tmp_path / "run" / "last" / "trainer_state.pt", weights_only=True)
+    assert 0 < state["step"] < 100000
+    assert f"stopped at step {state['step']}: received " in out, out + err[-2000:]

@@ -461,3 +461,43 @@ def test_fused_update_invalidates_kept_inference_copies(scaled):
         after = copy_of()
     assert not torch.equal(before, layer.weight)  # the update happened
     assert torch.equal(after, layer.weight)  # and the kept copy follows it
+
+
+@pytest.mark.parametrize(("saved", "now"), [(4, 2), (2, 1), (2, 4), (1, 3)])
+def test_resuming_with_another_number_of_ranks_goes_on_from_the_same_share_of_the_epoch(
+    tiny_data, tiny_cfg, saved, now
+):
+    """batch_in_epoch counts one rank's batches: it is rescaled to the ranks there are now, so
+    the resumed ranks neither repeat nor skip the epoch's earlier batches (beyond a few)."""
+    from data_prep import load_split
+    from translate.train import Batches
+
+    tc = tiny_cfg().train
+    split = load_split(tiny_data / "data", "train")
+    before = [Batches(split, tc, torch.device("cpu"), r, saved) for r in range(saved)]
+    pos = len(before[0].batches) // 2
+    done = {int(i) for b in before for batch in b.batches[:pos] for i in batch}
+    after = [
+        Batches(split, tc, torch.device("cpu"), r, now, 0, pos, len(before[0].batches))
+        for r in range(now)
+    ]
+    rest = [int(i) for b in after for batch in b.batches[b.pos :] for i in batch]
+    all_pairs = {int(i) for batch in Batches(split, tc, torch.device("cpu")).batches for i in batch}
+    repeated = done.intersection(rest)
+    skipped = all_pairs - done - set(rest)
+    per_batch = max(len(batch) for batch in before[0].batches)
+    assert len(repeated) <= now * per_batch and len(skipped) <= (saved + now) * per_batch
+    same = Batches(split, tc, torch.device("cpu"), 0, saved, 0, pos, len(before[0].batches))
+    assert same.pos == pos  # the same ranks: exactly where it stopped
+
+
+def test_a_repeated_sigterm_keeps_stopping_and_a_second_ctrl_c_exits_at_once():
+    """A scheduler and torchrun may both send SIGTERM: the second must not skip the checkpoint."""
+    said = []
+    run = SimpleNamespace(stop_signal=None, signum=None, say=said.append)
+    Trainer._on_signal(run, signal.SIGTERM, None)
+    Trainer._on_signal(run, signal.SIGTERM, None)  # ignored: already stopping
+    assert run.signum == signal.SIGTERM and len(said) == 1
+    with pytest.raises(SystemExit) as stop:
+        Trainer._on_signal(run, signal.SIGINT, None)
+    assert stop.value.code == 130

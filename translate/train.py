@@ -10,6 +10,7 @@ per target token (natural log) and exp(NLL), not the label-smoothed training obj
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import datetime
 import json
@@ -271,11 +272,14 @@ def validate(model, valid, refs, tokenizer, cfg: Config, device, amp_dtype) -> d
 class Batches:
     """Endless stream of micro-batches, epoch after epoch; (epoch, pos) is the resume point."""
 
-    def __init__(self, split, tc: TrainConfig, device, rank=0, world=1, epoch=0, pos=0):
+    def __init__(self, split, tc: TrainConfig, device, rank=0, world=1, epoch=0, pos=0, of=None):
+        """`pos` of `of` batches per rank into `epoch` (None: as many as now): resuming with
+        another number of ranks or train.max_tokens goes on from the same share of the epoch."""
         self.split, self.tc, self.device, self.rank, self.world = split, tc, device, rank, world
         self.src_lens = np.asarray(split.src_lens) + 1  # + eos
         self.tgt_lens = np.asarray(split.tgt_lens) + 1  # + bos / eos
-        self.epoch, self.pos, self.batches = epoch, pos, self._epoch_batches(epoch)
+        self.epoch, self.batches = epoch, self._epoch_batches(epoch)
+        self.pos = pos if not of else pos * len(self.batches) // of
 
     def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
         """This rank's batches of `epoch` (token_batches gives every rank the same count)."""
@@ -358,6 +362,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type) if fp16 else None
         self.optimizer = build_optimizer(self.model, tc, self.device)
         self.step, self.elapsed, self.best, self.saved_step, self.valid_step = 0, 0.0, None, -1, -1
+        self.saved_batches: int | None = None  # this rank's batches per epoch when last saved
         self.decay_end = tc.max_steps or sys.maxsize  # moved sooner by max_time: _projected_end
         epoch, pos = self._resume() if resuming else self._start_fresh()
         self._check_ranks_agree()
@@ -369,7 +374,7 @@ class Trainer:
         self.net, compile_note = maybe_compile(self.ddp or self.model, tc.compile, self.device)
         self.compile_pending = self.net is not (self.ddp or self.model)
         train_split = load_split(self.data_dir, "train")
-        args = (self.env.rank, self.env.world, epoch, pos)
+        args = (self.env.rank, self.env.world, epoch, pos, self.saved_batches)
         self.batches = Batches(train_split, tc, self.device, *args)
         self.accum = math.ceil(tc.tokens_per_update / (tc.max_tokens * self.env.world))
         self.valid = load_split(self.data_dir, "valid")
@@ -388,7 +393,7 @@ class Trainer:
         """Rank 0 prepares (or reuses) the data first, then the others read the cache."""
         data_dir = prepare(self.cfg.data) if self.env.main else None
         self.env.barrier()
-        return Path(data_dir or prepare(self.cfg.data))
+        return Path(data_dir or prepare(self.cfg.data, build=False))
 
     def _check_ranks_agree(self) -> None:
         """Every rank starts at the same step: one that cannot see `{out_dir}/last` (another
@@ -458,12 +463,14 @@ class Trainer:
         self.step, self.elapsed, self.best = state["step"], state["elapsed"], state["best"]
         self.decay_end = state.get("decay_end", self.decay_end)
         self.saved_step = self.valid_step = self.step
-        if self.env.rank == 0 and state.get("world_size") == self.env.world:
-            set_rng_state(state["rng"])
-        else:
+        rngs = [state["rng"], *state.get("rank_rngs", [])]
+        if state.get("world_size") == self.env.world and self.env.rank < len(rngs):
+            set_rng_state(rngs[self.env.rank])
+        else:  # another number of ranks: fresh dropout streams (resuming is not bit-exact then)
             torch.manual_seed(self.cfg.train.seed + 1000 * self.env.rank + self.step)
         self._truncate_log(self.step)
         self.say(f"resumed from {last} at step {self.step}")
+        self.saved_batches = state.get("batches_per_rank")
         return state["epoch"], state["batch_in_epoch"]
 
     def _truncate_log(self, step: int) -> None:
@@ -487,7 +494,7 @@ class Trainer:
         if tc.max_epochs and self.batches.current_epoch() >= tc.max_epochs:
             return f"reached train.max_epochs={tc.max_epochs}"
         if self.env.world > 1 and self.step % tc.log_every:
-            return None  # other ranks may disagree on time and signals: only ask at log steps
+            return self._signalled_rank()  # time is agreed on at log steps only
         # The decay end moves only at log steps, to what all ranks agree on (max of -end).
         end = -self._projected_end() if self.step % tc.log_every == 0 else -self.decay_end
         signalled, total_up, session_up = self.stop_signal is not None, *self._time_up()
@@ -502,6 +509,30 @@ class Trainer:
         if flags[1]:
             return f"reached train.max_time={tc.max_time} (training time over all sessions)"
         return f"reached train.session_time={tc.session_time}" if flags[2] else None
+
+    def _signalled_rank(self) -> str | None:
+        """Between log steps with several ranks: whether some rank got SIGINT/SIGTERM, agreed
+        on every step without waiting for the GPU, so a checkpoint is saved within a few
+        updates (torchrun kills its workers 30 s after passing a signal on). Each step
+        all-reduces this rank's flag into pinned host memory and reads the flag of two steps
+        back, long arrived, so every rank sees the same value at the same step."""
+        flag = torch.full((1,), float(self.stop_signal is not None), device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        arrived = None
+        if flag.is_cuda:
+            flag = torch.empty(1, pin_memory=True).copy_(flag, non_blocking=True)
+            arrived = torch.cuda.Event()
+            arrived.record()
+        self.signal_flags.append((flag, arrived))
+        if len(self.signal_flags) <= 2:
+            return None
+        flag, arrived = self.signal_flags.popleft()
+        if arrived is not None:
+            arrived.synchronize()
+        if not flag.item():
+            return None
+        self.stop_signal = self.stop_signal or "a signal on another rank"
+        return f"received {self.stop_signal}"
 
     def _time_up(self) -> tuple[bool, bool]:
         """(train.max_time used up over all sessions, train.session_time used up by this one)."""
@@ -527,8 +558,10 @@ class Trainer:
         return end
 
     def _on_signal(self, signum, frame) -> None:
-        if self.stop_signal is not None:  # a second Ctrl-C: give up at once
-            raise SystemExit(130)
+        if self.stop_signal is not None:
+            if signum == signal.SIGINT:  # a second Ctrl-C: give up at once
+                raise SystemExit(128 + signum)
+            return  # SIGTERM again (a scheduler and torchrun both send it): already stopping
         self.signum, self.stop_signal = signum, signal.Signals(signum).name
         self.say(f"{self.stop_signal}: saving a checkpoint after this update, then exiting")
 
@@ -537,6 +570,7 @@ class Trainer:
         tc = self.cfg.train
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         self.session_start, self.session_step = time.time(), self.step
+        self.signal_flags = collections.deque()  # see _signalled_rank
         self.bar = tqdm(
             total=tc.max_steps or None,
             initial=self.step,
@@ -597,7 +631,7 @@ class Trainer:
             finite = torch.isfinite(nll)
         bad = (~finite).float()
         self.bad_streak, self.bad_total = (self.bad_streak + 1) * bad, self.bad_total + bad
-        if self.device.type == "cpu" and bad.item():
+        if self.device.type == "cpu" and self.env.world == 1 and bad.item():
             self.say(f"step {self.step}: non-finite loss or gradient, update skipped")
             self._check_streak()
 
@@ -624,6 +658,8 @@ class Trainer:
 
     def _interval_metrics(self) -> dict:
         """Per-token NLL, perplexity, lr, tokens/s (all ranks) since the last log step."""
+        if self.env.world > 1:  # the longest streak of any rank: all ranks stop together
+            dist.all_reduce(self.bad_streak, op=dist.ReduceOp.MAX)
         self._check_streak()
         sums = torch.stack([self.nll_sum, torch.tensor(float(self.tok_sum), device=self.device)])
         if self.env.world > 1:
@@ -697,8 +733,12 @@ class Trainer:
     def _save(self, step_dir: bool = False) -> None:
         """`last` with the full trainer state, then a weights-only step_NNNNNNN; rank 0 writes.
         `last` first: a run killed in between resumes from it (no step dir without a `last`)."""
+        rngs = [rng_state()]  # every rank's, so that each resumes its own dropout stream
+        if self.env.world > 1:
+            rngs = [None] * self.env.world
+            dist.all_gather_object(rngs, rng_state())
         if self.env.main:
-            self._save_checkpoint(self.out / "last", self._trainer_state())
+            self._save_checkpoint(self.out / "last", self._trainer_state(rngs))
             if step_dir:
                 self._save_checkpoint(self.out / f"step_{self.step:07d}")
                 for old in step_checkpoints(self.out)[: -self.cfg.train.keep_last or None]:
@@ -709,7 +749,7 @@ class Trainer:
     def _save_checkpoint(self, path: Path, state: dict | None = None) -> None:
         save_checkpoint(path, self.model, self.cfg, self.data_dir / "tokenizer.json", state)
 
-    def _trainer_state(self) -> dict:
+    def _trainer_state(self, rngs: list[dict]) -> dict:
         return {
             "step": self.step,
             "epoch": self.batches.epoch,
@@ -718,9 +758,11 @@ class Trainer:
             "decay_end": self.decay_end,
             "best": self.best,
             "world_size": self.env.world,
+            "batches_per_rank": len(self.batches.batches),  # of this epoch, for batch_in_epoch
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
-            "rng": rng_state(),
+            "rng": rngs[0],
+            "rank_rngs": rngs[1:],
         }
 
     def _write_log(self, record: dict) -> None:
