@@ -187,3 +187,12 @@ def test_gpu_decoding_matches_the_cpu(tiny_checkpoint):
     assert auto.dtype == (torch.bfloat16 if capability() >= (8, 0) else None)
     out = auto.translate(inputs)
     assert len(out) == len(inputs) and out[len(SENTENCES)] == ""
+
+
+def test_the_per_step_signal_flag_goes_through_pinned_memory(tmp_path):
+    """Trainer._signalled_rank on CUDA (NCCL, one rank): the flag's copy to pinned host memory
+    is read two steps later, as on the CPU."""
+    from test_ddp import signal_flag_reads
+
+    reads = signal_flag_reads("cuda", "nccl", tmp_path / "init")
+    assert reads == [None, None, None, "received SIGTERM"]
