@@ -191,6 +191,40 @@ def test_crash_between_renames_is_recovered(tok_file, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
 
 
+def test_a_half_deleted_leftover_is_neither_put_back_nor_in_the_way(tok_file, tmp_path):
+    """A kill while atomic_dir removed the replaced copy leaves it half deleted (and newer): it is
+    never put back, a later save by a process with the same pid is not blocked by it, and
+    recover() clears such leftovers once the checkpoint is in place."""
+    model, cfg = tiny_model()
+    save_checkpoint(tmp_path / "last", model, cfg, tok_file, trainer_state(5))
+    os.replace(tmp_path / "last", tmp_path / ".last.old-111")  # complete, step 5
+    save_checkpoint(tmp_path / ".last.old-222", model, cfg, tok_file, trainer_state(9))
+    (tmp_path / ".last.old-222" / "trainer_state.pt").unlink()  # half deleted, newer
+    recover(tmp_path / "last", state=True)
+    assert load_trainer_state(tmp_path / "last")["step"] == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
+    stale = tmp_path / f".last.old-{os.getpid()}"  # this pid's own leftover, half deleted
+    save_checkpoint(stale, model, cfg, tok_file)
+    save_checkpoint(tmp_path / "last", model, cfg, tok_file, trainer_state(6))
+    assert load_trainer_state(tmp_path / "last")["step"] == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
+
+
+def test_step_checkpoints_are_complete_ones_in_step_order(tok_file, tmp_path):
+    from translate.checkpoint import discard_removed, remove_checkpoint, step_checkpoints
+
+    model, cfg = tiny_model()
+    for step in (900, 10_000_000, 9_999_000):
+        save_checkpoint(tmp_path / f"step_{step:07d}", model, cfg, tok_file)
+    (tmp_path / "step_0000900" / "tokenizer.json").unlink()  # as a kill midway through rmtree
+    names = [p.name for p in step_checkpoints(tmp_path)]
+    assert names == ["step_9999000", "step_10000000"]  # by number, not as strings
+    remove_checkpoint(tmp_path / "step_9999000")
+    (tmp_path / ".step_0000900.del-7").mkdir()  # what a killed removal leaves
+    discard_removed(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_0000900", "step_10000000"]
+
+
 def test_average_of_step_checkpoints(tok_file, tmp_path):
     run = tmp_path / "run"
     models = [tiny_model(seed=s) for s in range(3)]

@@ -501,3 +501,22 @@ def test_a_repeated_sigterm_keeps_stopping_and_a_second_ctrl_c_exits_at_once():
     with pytest.raises(SystemExit) as stop:
         Trainer._on_signal(run, signal.SIGINT, None)
     assert stop.value.code == 130
+
+
+def test_resume_refuses_a_tokenizer_rebuilt_from_changed_raw_files(tiny_cfg, tmp_path):
+    """The raw training files changed between sessions: prepare() trained another BPE, which
+    the saved model's token ids do not match."""
+    import shutil as sh
+
+    raw = tmp_path / "raw"
+    sh.copytree(Path(tiny_cfg().data.train).parent, raw)
+    sets = [f"data.train={raw / 'train'}", f"data.dir={tmp_path / 'data'}", "train.max_steps=1"]
+    cfg = tiny_cfg(*sets)
+    train_mod.train(cfg)
+    with (raw / "train.de").open("a", encoding="utf-8") as f:
+        f.write("Katzen und Hunde sind sehr rote Bäume\n" * 50)
+    with (raw / "train.en").open("a", encoding="utf-8") as f:
+        f.write("cats and dogs are very red trees\n" * 50)
+    cfg.train.max_steps = 2
+    with pytest.raises(CheckpointError, match="another tokenizer"):
+        train_mod.train(cfg)

@@ -13,8 +13,9 @@ tokenizer is refused even when its vocabulary size matches.
 Crash safety: a checkpoint is written into `.NAME.tmp-PID` next to the target, every file and the
 directory are fsynced, then renamed into place. Replacing an existing NAME renames it to
 `.NAME.old-PID` first, renames the new one in, then deletes the old one. A crash at any moment
-leaves the complete old or the complete new checkpoint (`recover()` puts back an orphaned `.old`;
-a leftover `.tmp` is ignored and overwritten by the next save).
+leaves the complete old or the complete new checkpoint: `recover()` puts back the newest complete
+orphaned `.old` (one half deleted by a kill is never put back) and clears `.old`/`.tmp`
+leftovers. Step checkpoints are renamed to `.NAME.del-PID` before they are deleted.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
@@ -81,24 +83,50 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
             f.chmod(mode)
             _fsync(f)
         _fsync(tmp)
+        shutil.rmtree(old, ignore_errors=True)  # left by a killed process that had this pid
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = target.parent / f".{target.name}.old-{os.getpid()}"
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
     _fsync(target.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 
-def recover(target: str | Path) -> None:
-    """If a crash happened between the two renames of atomic_dir, put the old checkpoint back."""
+def complete(ckpt_dir: Path, state: bool = False) -> bool:
+    """Whether ckpt_dir holds every file of a checkpoint (and trainer_state.pt if `state`)."""
+    names = (MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE) + ((STATE_FILE,) if state else ())
+    return all((ckpt_dir / name).is_file() for name in names)
+
+
+def recover(target: str | Path, state: bool = False) -> None:
+    """After a crash between atomic_dir's two renames, put back the newest complete checkpoint
+    it had set aside; then drop what killed saves left (.tmp-*, .old-* dirs: a kill during
+    their removal leaves them half deleted, so an incomplete one is never put back)."""
     target = Path(target)
+    aside = list(target.parent.glob(f".{target.name}.old-*"))
     if not target.exists():
-        olds = sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
-        if olds:
-            os.replace(olds[-1], target)
+        whole = [p for p in aside if complete(p, state)]
+        if whole:
+            os.replace(max(whole, key=lambda p: (p / MODEL_FILE).stat().st_mtime), target)
+    if target.exists():
+        for leftover in [*aside, *target.parent.glob(f".{target.name}.tmp-*")]:
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def remove_checkpoint(ckpt_dir: Path) -> None:
+    """Delete a checkpoint dir, renamed away first: a kill midway leaves no half of it behind
+    under its name (`discard_removed` clears the renamed rest)."""
+    gone = ckpt_dir.parent / f".{ckpt_dir.name}.del-{os.getpid()}"
+    os.replace(ckpt_dir, gone)
+    shutil.rmtree(gone, ignore_errors=True)
+
+
+def discard_removed(run_dir: Path) -> None:
+    """What remove_checkpoint calls left half deleted in run_dir."""
+    for leftover in run_dir.glob(".*.del-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def save_checkpoint(
@@ -309,8 +337,9 @@ def find_default_checkpoint(runs_dir: str | Path = "runs") -> Path | None:
 
 
 def step_checkpoints(run_dir: str | Path) -> list[Path]:
-    """The run's `step_NNNNNNN` checkpoint dirs, oldest step first."""
-    return sorted(p for p in Path(run_dir).glob("step_*") if (p / MODEL_FILE).is_file())
+    """The run's complete `step_NNNNNNN` checkpoint dirs, oldest step first."""
+    dirs = [p for p in Path(run_dir).glob("step_*") if p.name[5:].isdigit() and complete(p)]
+    return sorted(dirs, key=lambda p: int(p.name[5:]))
 
 
 def _out_dir_problem(out: Path, dirs: list[Path]) -> str | None:

@@ -17,7 +17,6 @@ import json
 import math
 import os
 import random
-import shutil
 import signal
 import sys
 import time
@@ -45,10 +44,12 @@ from data_prep import (
 from translate.checkpoint import (
     STATE_FILE,
     CheckpointError,
+    discard_removed,
     load_checkpoint_config,
     load_trainer_state,
     load_weights,
     recover,
+    remove_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -413,7 +414,9 @@ class Trainer:
         """Whether `{out_dir}/last` is there to resume; refuses one this config cannot resume."""
         last, tc = self.out / "last", self.cfg.train
         if self.env.main:
-            recover(last)
+            recover(last, state=True)
+            recover(self.out / "best")
+            discard_removed(self.out)
         self.env.barrier()
         if not last.exists():
             if step_checkpoints(self.out):
@@ -449,6 +452,13 @@ class Trainer:
     def _resume(self) -> tuple[int, int]:
         """Restore weights, optimizer, scaler, RNG and data position from `last` -> (epoch, pos)."""
         last, tc = self.out / "last", self.cfg.train
+        tokenizer = self.data_dir / "tokenizer.json"
+        if (last / "tokenizer.json").read_bytes() != tokenizer.read_bytes():
+            raise CheckpointError(
+                f"'{last}' was trained with another tokenizer than the one prepared now in "
+                f"'{self.data_dir}' (the raw data files changed?); put them back, or use a new "
+                "train.out_dir to start over"
+            )
         load_weights(self.model, last, self.device)
         state = load_trainer_state(last)
         fused = self.device.type == "cuda" or None  # the run may have started on another device
@@ -484,7 +494,9 @@ class Trainer:
                 with contextlib.suppress(ValueError):  # a line cut short by the kill
                     if json.loads(line)["step"] <= step:
                         kept.append(line + "\n")
-            path.write_text("".join(kept))
+            tmp = path.with_name(f".{path.name}.tmp")  # a kill while writing keeps the old log
+            tmp.write_text("".join(kept))
+            os.replace(tmp, path)
 
     def _stop_reason(self) -> str | None:
         """Why to stop before the next update (all ranks agree), or None."""
@@ -742,7 +754,7 @@ class Trainer:
             if step_dir:
                 self._save_checkpoint(self.out / f"step_{self.step:07d}")
                 for old in step_checkpoints(self.out)[: -self.cfg.train.keep_last or None]:
-                    shutil.rmtree(old, ignore_errors=True)
+                    remove_checkpoint(old)
         self.saved_step = self.step
         self.env.barrier()
 
