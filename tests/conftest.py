@@ -77,6 +77,27 @@ def tiny_overrides(root: Path, out_dir: Path) -> list[str]:
     ]
 
 
+def signal_flag_reads(device: str, backend: str, init: Path) -> list[str | None]:
+    """Trainer._signalled_rank on 4 steps of a 1-rank group, a signal arriving at step 2."""
+    import collections
+    from types import SimpleNamespace
+
+    import torch
+    import torch.distributed as dist
+
+    from translate.train import Trainer
+
+    dist.init_process_group(backend, init_method=f"file://{init}", rank=0, world_size=1)
+    try:
+        run = SimpleNamespace(device=torch.device(device), stop_signal=None)
+        run.signal_flags = collections.deque()
+        reads = [Trainer._signalled_rank(run)]
+        run.stop_signal = "SIGTERM"
+        return reads + [Trainer._signalled_rank(run) for _ in range(3)]
+    finally:
+        dist.destroy_process_group()
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """An untrained d=32 checkpoint dir (model.safetensors, config.yaml, tokenizer.json)."""

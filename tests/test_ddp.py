@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import tiny_overrides
+from conftest import signal_flag_reads, tiny_overrides
 
 from data_prep import collate
 from translate.config import load_config
@@ -184,24 +184,6 @@ def test_a_signal_to_one_rank_stops_all_ranks_between_log_steps(tiny_data, tmp_p
     state = torch.load(tmp_path / "run" / "last" / "trainer_state.pt", weights_only=True)
     assert 0 < state["step"] < 100000
     assert f"stopped at step {state['step']}: received " in out, out + err[-2000:]
-
-
-def signal_flag_reads(device: str, backend: str, init: Path) -> list[str | None]:
-    """Trainer._signalled_rank on 4 steps of a 1-rank group, a signal arriving at step 2."""
-    import collections
-    from types import SimpleNamespace
-
-    from translate.train import Trainer
-
-    dist.init_process_group(backend, init_method=f"file://{init}", rank=0, world_size=1)
-    try:
-        run = SimpleNamespace(device=torch.device(device), stop_signal=None)
-        run.signal_flags = collections.deque()
-        reads = [Trainer._signalled_rank(run)]
-        run.stop_signal = "SIGTERM"
-        return reads + [Trainer._signalled_rank(run) for _ in range(3)]
-    finally:
-        dist.destroy_process_group()
 
 
 def test_the_per_step_signal_flag_is_read_two_steps_later(tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SENTENCES
+from conftest import SENTENCES, signal_flag_reads
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from data_prep import collate
@@ -192,7 +192,5 @@ def test_gpu_decoding_matches_the_cpu(tiny_checkpoint):
 def test_the_per_step_signal_flag_goes_through_pinned_memory(tmp_path):
     """Trainer._signalled_rank on CUDA (NCCL, one rank): the flag's copy to pinned host memory
     is read two steps later, as on the CPU."""
-    from test_ddp import signal_flag_reads
-
     reads = signal_flag_reads("cuda", "nccl", tmp_path / "init")
     assert reads == [None, None, None, "received SIGTERM"]
