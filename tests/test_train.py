@@ -21,7 +21,7 @@ from safetensors import safe_open
 
 import translate.train as train_mod
 from data_prep import DataError, collate
-from translate.checkpoint import CheckpointError
+from translate.checkpoint import CheckpointError, checkpoint_info
 from translate.config import ConfigError, load_config
 from translate.model import Transformer
 from translate.train import Trainer, lr_at, pick_precision, train_step
@@ -338,12 +338,61 @@ def test_cuda_oom_suggests_smaller_max_tokens(tiny_cfg, monkeypatch):
         train_mod.train(tiny_cfg("train.max_steps=2"))
 
 
-def test_max_epochs_ends_with_a_checkpoint(tiny_cfg):
-    cfg = tiny_cfg("train.max_epochs=1", "train.max_tokens=1024", "train.valid_bleu_sentences=0")
+@pytest.mark.parametrize("log_every", [1, 1000])
+def test_max_epochs_ends_with_a_checkpoint_and_one_record_for_the_last_step(tiny_cfg, log_every):
+    cfg = tiny_cfg(
+        "train.max_epochs=1",
+        "train.max_tokens=1024",
+        "train.valid_bleu_sentences=0",
+        f"train.log_every={log_every}",
+    )
     train_mod.train(cfg)
     state = torch.load(Path(cfg.train.out_dir) / "last" / "trainer_state.pt", weights_only=True)
     assert state["epoch"] == 1 and state["batch_in_epoch"] == 0 and state["step"] > 3
     assert (Path(cfg.train.out_dir) / "best" / "model.safetensors").is_file()
+    log = (Path(cfg.train.out_dir) / "log.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in log]
+    assert [r["step"] for r in rows] == sorted({r["step"] for r in rows})  # one record a step
+    # the last record: the updates since the last log step (all of them with log_every=1000)
+    # and the final validation
+    assert rows[-1]["step"] == state["step"] and {"loss", "valid_loss"} <= rows[-1].keys()
+    assert state["interval"]["tokens"] == 0  # logged, so a longer resumed run does not repeat it
+
+
+def test_a_resume_between_log_steps_logs_the_same_losses(tiny_cfg, monkeypatch):
+    sets = ("train.max_steps=6", "train.log_every=3", "train.valid_bleu_sentences=0")
+    full = tiny_cfg(*sets, "model.dropout=0.3", out="full")
+    cut = tiny_cfg(*sets, "model.dropout=0.3", out="cut")
+    assert train_mod.train(full) == 0
+    after_update = Trainer._after_update
+
+    def sigterm_at_step_4(self):
+        after_update(self)
+        if self.step == 4:
+            self._on_signal(signal.SIGTERM, None)
+
+    monkeypatch.setattr(Trainer, "_after_update", sigterm_at_step_4)
+    assert train_mod.train(cut) == 128 + signal.SIGTERM
+    state = torch.load(Path(cut.train.out_dir) / "last" / "trainer_state.pt", weights_only=True)
+    assert state["step"] == 4 and state["interval"]["tokens"] > 0  # step 4's, not yet logged
+    monkeypatch.setattr(Trainer, "_after_update", after_update)
+    assert train_mod.train(cut) == 0
+    assert log_losses(Path(cut.train.out_dir)) == log_losses(Path(full.train.out_dir))
+    assert sorted(log_losses(Path(cut.train.out_dir))) == [3, 6]
+
+
+def test_resume_keeps_the_score_of_best_not_the_older_one_in_last(tiny_cfg):
+    cfg = tiny_cfg("train.max_steps=4", "train.valid_every=2", "train.valid_bleu_sentences=0")
+    train_mod.train(cfg)
+    run = Path(cfg.train.out_dir)
+    info = checkpoint_info(run / "best")
+    rows = {r["step"]: r for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())}
+    assert float(info["valid_score"]) == -rows[int(info["step"])]["valid_loss"]
+    state = torch.load(run / "last" / "trainer_state.pt", weights_only=True)
+    state["best"] = -1e9  # as if last/ was saved before best/'s validation
+    torch.save(state, run / "last" / "trainer_state.pt")
+    trainer = Trainer(tiny_cfg("train.max_steps=8", "train.valid_bleu_sentences=0"))
+    assert trainer.best == float(info["valid_score"]) and trainer.step == 4
 
 
 def test_session_time_ends_a_session_and_the_next_one_goes_on(tiny_cfg, capsys):

@@ -135,10 +135,12 @@ def save_checkpoint(
     cfg: Config,
     tokenizer_file: str | Path,
     trainer_state: dict | None = None,
+    info: dict[str, str] | None = None,
 ) -> Path:
-    """Write model weights, config, tokenizer (and trainer state) atomically into `ckpt_dir`."""
+    """Write model weights, config, tokenizer (and trainer state) atomically into `ckpt_dir`;
+    `info` (e.g. the step) goes into the safetensors metadata, read by `checkpoint_info`."""
     with atomic_dir(ckpt_dir) as tmp:
-        metadata = _metadata(Path(tokenizer_file))
+        metadata = {**(info or {}), **_metadata(Path(tokenizer_file))}
         safetensors.torch.save_model(model, str(tmp / MODEL_FILE), metadata=metadata)
         save_config(cfg, tmp / CONFIG_FILE)
         shutil.copyfile(tokenizer_file, tmp / TOKENIZER_FILE)
@@ -154,6 +156,12 @@ def _sha256(path: Path) -> str:
 def _metadata(tokenizer_file: Path) -> dict[str, str]:
     """safetensors metadata: the format and the fingerprint of the tokenizer the weights go with."""
     return {"format": "pt", "tokenizer_sha256": _sha256(tokenizer_file)}
+
+
+def checkpoint_info(ckpt_dir: str | Path) -> dict[str, str]:
+    """The weights' metadata: `step`, `valid_score` for best/, the tokenizer's sha256."""
+    _require(Path(ckpt_dir), MODEL_FILE)
+    return _read_header(Path(ckpt_dir) / MODEL_FILE)[1]
 
 
 def _require(ckpt_dir: Path, *names: str) -> None:

@@ -44,6 +44,8 @@ from data_prep import (
 from translate.checkpoint import (
     STATE_FILE,
     CheckpointError,
+    checkpoint_info,
+    complete,
     discard_removed,
     load_checkpoint_config,
     load_trainer_state,
@@ -363,6 +365,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type) if fp16 else None
         self.optimizer = build_optimizer(self.model, tc, self.device)
         self.step, self.elapsed, self.best, self.saved_step, self.valid_step = 0, 0.0, None, -1, -1
+        self.logged_step, self.last_record, self.saved_interval = 0, None, None
         self.saved_batches: int | None = None  # this rank's batches per epoch when last saved
         self.decay_end = tc.max_steps or sys.maxsize  # moved sooner by max_time: _projected_end
         epoch, pos = self._resume() if resuming else self._start_fresh()
@@ -471,8 +474,10 @@ class Trainer:
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.step, self.elapsed, self.best = state["step"], state["elapsed"], state["best"]
+        self.best = self._best_score(self.best)
         self.decay_end = state.get("decay_end", self.decay_end)
-        self.saved_step = self.valid_step = self.step
+        self.saved_step = self.valid_step = self.logged_step = self.step
+        self.saved_interval = state.get("interval")
         rngs = [state["rng"], *state.get("rank_rngs", [])]
         if state.get("world_size") == self.env.world and self.env.rank < len(rngs):
             set_rng_state(rngs[self.env.rank])
@@ -482,6 +487,15 @@ class Trainer:
         self.say(f"resumed from {last} at step {self.step}")
         self.saved_batches = state.get("batches_per_rank")
         return state["epoch"], state["batch_in_epoch"]
+
+    def _best_score(self, saved: float | None) -> float | None:
+        """The score of best/ itself: `last` can be older than best/ (validated after the last
+        save), and a resume that is not bit-exact must not replace best/ with a worse model."""
+        best = self.out / "best"
+        if not complete(best):
+            return saved
+        score = checkpoint_info(best).get("valid_score")
+        return float(score) if score is not None else saved  # best/ saved before scores were
 
     def _truncate_log(self, step: int) -> None:
         """Drop log lines after `step`: a killed run's, or at step 0 all of an earlier run's."""
@@ -591,6 +605,11 @@ class Trainer:
             dynamic_ncols=True,
         )
         self._reset_interval()
+        if self.saved_interval and self.env.main:  # a resume between log steps: as if unbroken
+            interval = self.saved_interval
+            self.nll_sum += interval["nll"]
+            self.tok_sum, self.bad_total = interval["tokens"], self.bad_total + interval["skipped"]
+            self.interval_start -= interval["seconds"]
         try:
             while (reason := self._stop_reason()) is None:
                 micro = [self.batches.next() for _ in range(self.accum)]
@@ -697,7 +716,7 @@ class Trainer:
         )
         streak = self.bad_streak
         self._reset_interval()
-        self.bad_streak = streak
+        self.bad_streak, self.logged_step = streak, self.step
         return metrics
 
     def _eta(self) -> str:
@@ -734,7 +753,8 @@ class Trainer:
                 line += f", BLEU {metrics['valid_bleu']:.2f} (greedy, up to {n} sentences)"
             if self.best is None or score > self.best:
                 self.best = score
-                self._save_checkpoint(self.out / "best")
+                info = {"step": str(self.step), "valid_score": repr(score)}
+                self._save_checkpoint(self.out / "best", info=info)
                 line += f"; new best, saved to {self.out / 'best'}"
             self.say(line)
             self.interval_start += time.time() - start  # keep tokens/s about training
@@ -749,8 +769,9 @@ class Trainer:
         if self.env.world > 1:
             rngs = [None] * self.env.world
             dist.all_gather_object(rngs, rng_state())
+        interval = self._interval_so_far()
         if self.env.main:
-            self._save_checkpoint(self.out / "last", self._trainer_state(rngs))
+            self._save_checkpoint(self.out / "last", self._trainer_state(rngs, interval))
             if step_dir:
                 self._save_checkpoint(self.out / f"step_{self.step:07d}")
                 for old in step_checkpoints(self.out)[: -self.cfg.train.keep_last or None]:
@@ -758,10 +779,22 @@ class Trainer:
         self.saved_step = self.step
         self.env.barrier()
 
-    def _save_checkpoint(self, path: Path, state: dict | None = None) -> None:
-        save_checkpoint(path, self.model, self.cfg, self.data_dir / "tokenizer.json", state)
+    def _save_checkpoint(self, path: Path, state: dict | None = None, info: dict | None = None):
+        info = {"step": str(self.step), **(info or {})}
+        save_checkpoint(path, self.model, self.cfg, self.data_dir / "tokenizer.json", state, info)
 
-    def _trainer_state(self, rngs: list[dict]) -> dict:
+    def _interval_so_far(self) -> dict:
+        """The log interval's sums over all ranks, saved so that a run resumed between log steps
+        logs the same loss at the next one (skipped updates are the same on every rank)."""
+        sums = torch.stack([self.nll_sum, torch.tensor(float(self.tok_sum), device=self.device)])
+        if self.env.world > 1:
+            dist.all_reduce(sums)
+        nll, tokens = sums.tolist()
+        seconds = time.time() - self.interval_start
+        skipped = int(self.bad_total.item())
+        return {"nll": nll, "tokens": int(tokens), "seconds": seconds, "skipped": skipped}
+
+    def _trainer_state(self, rngs: list[dict], interval: dict) -> dict:
         return {
             "step": self.step,
             "epoch": self.batches.epoch,
@@ -775,11 +808,23 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             "rng": rngs[0],
             "rank_rngs": rngs[1:],
+            "interval": interval,
         }
 
     def _write_log(self, record: dict) -> None:
-        with open(self.out / "log.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        """Append one record; a second one for the same step (the final validation after a log
+        step) is merged into the first, so there is one record per logged step."""
+        path = self.out / "log.jsonl"
+        if self.last_record is not None and self.last_record["step"] == record["step"]:
+            record = {**self.last_record, **record}
+            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)[:-1]
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text("".join(lines) + json.dumps(record) + "\n", encoding="utf-8")
+            os.replace(tmp, path)
+        else:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        self.last_record = record
         if any(k.startswith("valid_") for k in record):
             plot_curves(self.out / "log.jsonl", self.out / "curves.png")
 
@@ -788,13 +833,16 @@ class Trainer:
         # by `reason`, which all ranks agree on: a signal that reached one rank after the last
         # log step must not keep it out of the validation's barrier
         interrupted = reason.startswith("received ")
+        resumable = interrupted or reason.startswith("reached train.session_time")
+        record = {}
+        if not resumable and self.logged_step != self.step:  # the updates since the last log
+            record.update(self._interval_metrics())  # (a resumed run would go on with them)
         if not interrupted and self.valid_step != self.step and self.step > 0:
-            metrics = self._validate()
-            if self.env.main:
-                self._write_log({"step": self.step, "epoch": self.batches.epoch, **metrics})
-        if self.saved_step != self.step:
+            record.update(self._validate())
+        if record and self.env.main:
+            self._write_log({"step": self.step, "epoch": self.batches.epoch, **record})
+        if self.saved_step != self.step or "loss" in record:  # "loss": the interval was reset
             self._save()
-        resumable = self.stop_signal or reason.startswith("reached train.session_time")
         hint = "; re-run the same command to resume" if resumable else ""
         self.say(f"stopped at step {self.step}: {reason}; checkpoint in {self.out / 'last'}{hint}")
 
