@@ -393,6 +393,8 @@ def test_resume_keeps_the_score_of_best_not_the_older_one_in_last(tiny_cfg):
     torch.save(state, run / "last" / "trainer_state.pt")
     trainer = Trainer(tiny_cfg("train.max_steps=8", "train.valid_bleu_sentences=0"))
     assert trainer.best == float(info["valid_score"]) and trainer.step == 4
+    (run / "best" / "model.safetensors").write_bytes(b"damaged")  # replaced at the next best
+    assert Trainer(tiny_cfg("train.max_steps=8", "train.valid_bleu_sentences=0")).best == -1e9
 
 
 def test_session_time_ends_a_session_and_the_next_one_goes_on(tiny_cfg, capsys):

@@ -45,7 +45,6 @@ from translate.checkpoint import (
     STATE_FILE,
     CheckpointError,
     checkpoint_info,
-    complete,
     discard_removed,
     load_checkpoint_config,
     load_trainer_state,
@@ -491,10 +490,10 @@ class Trainer:
     def _best_score(self, saved: float | None) -> float | None:
         """The score of best/ itself: `last` can be older than best/ (validated after the last
         save), and a resume that is not bit-exact must not replace best/ with a worse model."""
-        best = self.out / "best"
-        if not complete(best):
+        try:
+            score = checkpoint_info(self.out / "best").get("valid_score")
+        except CheckpointError:  # no best/ yet, or a damaged one: the next validation replaces it
             return saved
-        score = checkpoint_info(best).get("valid_score")
         return float(score) if score is not None else saved  # best/ saved before scores were
 
     def _truncate_log(self, step: int) -> None:
