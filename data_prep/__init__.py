@@ -11,7 +11,7 @@ from pathlib import Path
 from data_prep.batching import collate, load_split, sorted_batches, token_batches
 from data_prep.binarize import prepare
 from data_prep.sources import DataError
-from data_prep.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, load_tokenizer
+from data_prep.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, load_tokenizer, never_emitted
 
 __all__ = [
     "BOS_ID",
@@ -22,6 +22,7 @@ __all__ = [
     "collate",
     "load_split",
     "load_tokenizer",
+    "never_emitted",
     "prepare",
     "read_raw_split",
     "sorted_batches",

@@ -59,6 +59,13 @@ def train_tokenizer(sentences: Iterator[list[str]], vocab_size: int, length: int
     return tok
 
 
+def never_emitted(tok: Tokenizer) -> list[int]:
+    """Ids no translation may contain: every special token but eos (pad, bos, unk, and the
+    `<extra_i>` fillers of a vocabulary that a small corpus could not fill with merges)."""
+    added = tok.get_added_tokens_decoder()
+    return sorted(i for i, t in added.items() if t.special and i != EOS_ID)
+
+
 def load_tokenizer(path_or_dir: str | Path) -> Tokenizer:
     """tokenizer.json (or a directory holding one). Text such as "</s>" in the input is encoded as
     plain text, never as a special token; encoding adds no bos/eos."""

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import translate.search
-from translate.config import ModelConfig
+from translate.config import STOPS, ModelConfig
 from translate.model import Transformer
 from translate.search import (
     beam_search,
@@ -74,13 +74,28 @@ def test_coverage_penalty_is_the_gnmt_formula():
     torch.testing.assert_close(coverage_penalty(sums, 0.2, mask), torch.tensor(expected))
 
 
-def test_beam_one_equals_greedy():
-    model = tiny(vocab=10)
-    src = sources(10, [3, 6, 1, 8, 5])
-    greedy = greedy_search(model, src, max_len_a=1.0, max_len_b=4)
-    beam = beam_search(model, src, beam=1, alpha=0.0, max_len_a=1.0, max_len_b=4)
-    assert [hyps[0][0] for hyps in beam] == greedy
-    assert any(len(g) < n + 4 for g, n in zip(greedy, [3, 6, 1, 8, 5], strict=True))  # eos met
+@pytest.mark.parametrize("stop", STOPS)
+@pytest.mark.parametrize("alpha", [0.0, 0.6, 2.0])
+def test_beam_one_equals_greedy(alpha, stop):
+    """Also where a longer hypothesis would score higher under the length penalty (alpha 2):
+    a beam of 1 stops at its first eos as greedy search does."""
+    lengths, ended = [3, 6, 1, 8, 5], 0
+    for seed, eos_boost in itertools.product(range(4), (0.0, 3.0)):
+        model = tiny(vocab=12, seed=seed)
+        project = model.logits
+        model.logits = lambda *a, p=project, b=eos_boost: (
+            p(*a)
+            + b
+            * F.one_hot(  # type: ignore
+                torch.tensor(EOS), 12
+            )
+        )
+        src = sources(12, lengths, seed=seed + 1)
+        greedy = greedy_search(model, src, max_len_b=10)
+        beam = beam_search(model, src, beam=1, alpha=alpha, max_len_b=10, stop=stop)
+        assert [hyps[0][0] for hyps in beam] == greedy
+        ended += sum(len(g) < n + 10 for g, n in zip(greedy, lengths, strict=True))
+    assert ended >= 10  # eos met before the length limit
 
 
 @pytest.mark.parametrize("alpha,beta", [(0.0, 0.0), (0.6, 0.0), (2.0, 0.0), (0.6, 0.5)])

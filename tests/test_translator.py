@@ -7,9 +7,14 @@ import threading
 
 import pytest
 import torch
+from conftest import tiny_overrides, write_tokenizer
 
 import translate.translator as translator_mod
+from data_prep import BOS_ID, EOS_ID, PAD_ID, UNK_ID, load_tokenizer, never_emitted
+from translate.checkpoint import save_checkpoint
+from translate.config import load_config
 from translate.cpu_gemm import ONEDNN_BF16
+from translate.model import Transformer
 from translate.translator import Translator, clean_line, one_line, resolve_device, resolve_precision
 
 INPUTS = [
@@ -231,3 +236,30 @@ def test_the_trainer_refuses_such_a_build_in_one_line(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     with pytest.raises(ConfigError, match=r"no CUDA kernels \(test\), or set train.device=cpu"):
         train_mod.setup_distributed("auto")
+
+
+def test_filler_tokens_of_a_small_vocabulary_are_never_emitted(tmp_path, monkeypatch):
+    """A corpus too small for its vocab_size fills the vocabulary with special `<extra_i>`
+    tokens; like pad/bos/unk they never appear in a hypothesis, even where they score best."""
+    tokenizer = write_tokenizer(tmp_path / "tokenizer.json", vocab_size=1024)
+    tok = load_tokenizer(tokenizer)
+    never = never_emitted(tok)
+    fillers = [i for i in never if i > UNK_ID]
+    assert len(fillers) > 100 and EOS_ID not in never and {PAD_ID, BOS_ID, UNK_ID} <= set(never)
+    cfg = load_config(None, tiny_overrides(tmp_path, tmp_path / "run"))
+    torch.manual_seed(0)
+    model = Transformer(cfg.model, tok.get_vocab_size(), pad_id=PAD_ID)
+    with torch.no_grad():
+        model.shared.weight[fillers] *= 30  # the fillers' logits dwarf every word's
+    translator = Translator.load(save_checkpoint(tmp_path / "ckpt", model, cfg, tokenizer), "cpu")
+    emitted = []
+    decode_batch = translator.tokenizer.decode_batch
+    monkeypatch.setattr(
+        translator.tokenizer,
+        "decode_batch",
+        lambda seqs, **kw: emitted.extend(seqs) or decode_batch(seqs, **kw),
+        raising=False,
+    )
+    for beam in (1, 4):
+        assert len(translator.translate(INPUTS, beam=beam)) == len(INPUTS)
+    assert emitted and not {t for ids in emitted for t in ids} & set(never)

@@ -10,7 +10,7 @@ layer and averaged over its heads; i runs over the real source tokens (its eos i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -20,7 +20,9 @@ from data_prep import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from translate.config import STOPS
 from translate.model import Transformer
 
-NEVER_EMITTED = (PAD_ID, BOS_ID, UNK_ID)  # eos is the only special token a hypothesis may end with
+# Special tokens a hypothesis never holds (eos only ends it); a tokenizer with more specials
+# passes all of its own: data_prep.never_emitted(tokenizer).
+NEVER_EMITTED = (PAD_ID, BOS_ID, UNK_ID)
 
 
 def length_penalty(length: Tensor | int, alpha: float) -> Tensor | float:
@@ -45,11 +47,11 @@ def max_lengths(model: Transformer, src_ids: Tensor, a: float, b: int) -> Tensor
     return limit.clamp(max=model.cfg.max_positions - 1)
 
 
-def log_probs(logits: Tensor, step: int, max_len: Tensor) -> Tensor:
-    """logits (N, V) -> log-probs (N, V) with pad/bos/unk at -inf, and only eos left for rows
-    that reached their max_len (N,) output tokens."""
+def log_probs(logits: Tensor, step: int, max_len: Tensor, banned: Tensor) -> Tensor:
+    """logits (N, V) -> log-probs (N, V) with the `banned` ids (special tokens but eos) at -inf,
+    and only eos left for rows that reached their max_len (N,) output tokens."""
     lprobs = logits.log_softmax(dim=-1, dtype=torch.float32)
-    lprobs[:, list(NEVER_EMITTED)] = float("-inf")
+    lprobs.index_fill_(1, banned, float("-inf"))
     at_max = max_len <= step  # (N,)
     if bool(at_max.any()):
         only_eos = torch.full_like(lprobs[0], float("-inf"))  # (V,)
@@ -71,10 +73,15 @@ def _inference(model: Transformer) -> Iterator[None]:
 
 
 def greedy_search(
-    model: Transformer, src_ids: Tensor, max_len_a: float = 1.0, max_len_b: int = 50
+    model: Transformer,
+    src_ids: Tensor,
+    max_len_a: float = 1.0,
+    max_len_b: int = 50,
+    never: Sequence[int] = NEVER_EMITTED,
 ) -> list[list[int]]:
     """Argmax decoding of src_ids (B, S) (rows = ids + [eos], right-padded) -> token ids per
-    sentence, bos/eos excluded. Finished rows leave the batch."""
+    sentence, bos/eos excluded; `never`: ids never emitted. Finished rows leave the batch."""
+    banned = torch.as_tensor(never, dtype=torch.long, device=src_ids.device)
     with _inference(model):
         memory, src_pad = model.encode(src_ids)
         state = model.init_state(memory, src_pad)
@@ -86,7 +93,7 @@ def greedy_search(
         out: list[list[int]] = [[] for _ in range(B)]
         for step in range(int(max_len.max()) + 1):
             logits, _ = model.decode_step(last, state)
-            last = log_probs(logits, step, max_len).argmax(dim=-1)  # (N,)
+            last = log_probs(logits, step, max_len, banned).argmax(dim=-1)  # (N,)
             done = last.eq(EOS_ID)
             if bool(done.any()):
                 for r, toks in zip(rows[done].tolist(), hist[done].tolist(), strict=True):
@@ -185,18 +192,25 @@ def beam_search(
     max_len_b: int = 50,
     n_best: int = 1,
     stop: str = "exact",
+    never: Sequence[int] = NEVER_EMITTED,
 ) -> list[list[tuple[list[int], float]]]:
     """Beam search over src_ids (B, S) (rows = ids + [eos], right-padded) -> per sentence the
-    n_best (token ids without bos/eos, GNMT score) best first. All sentences x beams decode as
-    one batch; a sentence leaves the batch once no live hypothesis can beat its finished ones
-    (stop="exact"), once the best live one ending next would not (stop="current", faster), or
-    once `beam` hypotheses have finished (stop="early"; see finished_bound)."""
+    n_best (token ids without bos/eos, GNMT score) best first; `never`: ids never emitted. All
+    sentences x beams decode as one batch; a sentence leaves the batch once no live hypothesis
+    can beat its finished ones (stop="exact"), once the best live one ending next would not
+    (stop="current", faster), or once `beam` hypotheses have finished (stop="early"; see
+    finished_bound). A beam of 1 always stops at its first eos, as greedy search does: the
+    other rules would go on with the best continuation that is not eos."""
     if beam < 1 or n_best < 1:
         raise ValueError(f"beam ({beam}) and n_best ({n_best}) must be at least 1")
     if stop not in STOPS:
         raise ValueError(f"stop must be one of {', '.join(STOPS)}; got '{stop}'")
+    stop = "early" if beam == 1 else stop
+    banned = torch.as_tensor(never, dtype=torch.long, device=src_ids.device)
     with _inference(model):
-        return _beam_search(model, src_ids, beam, alpha, beta, max_len_a, max_len_b, n_best, stop)
+        return _beam_search(
+            model, src_ids, beam, alpha, beta, max_len_a, max_len_b, n_best, stop, banned
+        )
 
 
 def _beam_search(
@@ -209,6 +223,7 @@ def _beam_search(
     max_len_b: int,
     n_best: int,
     stop: str,
+    banned: Tensor,
 ) -> list[list[tuple[list[int], float]]]:
     """The beam loop: live beams ranked by log-prob, finished ones by GNMT score (see top)."""
     dev, B = src_ids.device, src_ids.size(0)
@@ -232,7 +247,7 @@ def _beam_search(
     for step in range(int(max_len.max()) + 1):
         Bt, G = cum.shape
         logits, attn = model.decode_step(last, state, need_attn=beta > 0)
-        lprobs = log_probs(logits, step, max_len.repeat_interleave(G))  # (N, V)
+        lprobs = log_probs(logits, step, max_len.repeat_interleave(G), banned)  # (N, V)
         parent, token, cum, eos_cum, eos_ok = beam_step(cum, lprobs.view(Bt, G, -1), K)
         eos_score = eos_cum / length_penalty(step + 1, alpha)  # (Bt, G)
         if attn is not None:

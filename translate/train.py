@@ -36,6 +36,7 @@ from data_prep import (
     collate,
     load_split,
     load_tokenizer,
+    never_emitted,
     prepare,
     read_raw_split,
     sorted_batches,
@@ -263,7 +264,8 @@ def validate(model, valid, refs, tokenizer, cfg: Config, device, amp_dtype) -> d
         for idx in sorted_batches(np.asarray(valid.src_lens[:n]) + 1, cfg.train.max_tokens // 2):
             src = collate([valid[i] for i in idx])[0].to(device)
             with _autocast(device, amp_dtype):
-                ids = greedy_search(model, src, cfg.decode.max_len_a, cfg.decode.max_len_b)
+                lengths = cfg.decode.max_len_a, cfg.decode.max_len_b
+                ids = greedy_search(model, src, *lengths, never=never_emitted(tokenizer))
             for i, toks in zip(idx, ids, strict=True):
                 hyps[i] = tokenizer.decode(toks)
         out["valid_bleu"] = sacrebleu.corpus_bleu(hyps, [refs[:n]]).score

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from data_prep import EOS_ID, PAD_ID, sorted_batches
+from data_prep import EOS_ID, PAD_ID, never_emitted, sorted_batches
 from translate.checkpoint import load_model
 from translate.config import STOPS, Config
 from translate.cpu_gemm import ONEDNN_BF16
@@ -140,6 +140,7 @@ class Translator:
     def __init__(self, model, tokenizer, cfg: Config, device: torch.device, dtype=None):
         self.model = model.eval()
         self.tokenizer = tokenizer
+        self.never = never_emitted(tokenizer)  # special ids but eos: never in a translation
         self.cfg = cfg
         self.device = device
         self.dtype = dtype  # autocast dtype, None for fp32
@@ -272,12 +273,11 @@ class Translator:
         src = src.to(self.device)
         with self._autocast():
             if opts["beam"] == 1 and n_best == 1:  # same result as beam 1, less bookkeeping
-                found = greedy_search(
-                    self.model, src, max_len_a=opts["max_len_a"], max_len_b=opts["max_len_b"]
-                )
+                lengths = opts["max_len_a"], opts["max_len_b"]
+                found = greedy_search(self.model, src, *lengths, never=self.never)
                 nbest = [[(tokens, 0.0)] for tokens in found]
             else:
-                nbest = beam_search(self.model, src, n_best=n_best, **opts)
+                nbest = beam_search(self.model, src, n_best=n_best, never=self.never, **opts)
         return [self._detokenize(hyps, n_best) for hyps in nbest]
 
     def _autocast(self):
