@@ -34,6 +34,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> Non
 
 def test_read_lines_splits_like_wc_and_replaces_invalid_utf8(capsys):
     assert read_lines(b"a\r\nb\n\nc", "x") == ["a", "b", "", "c"]
+    assert read_lines(b"\xef\xbb\xbfThe cat\n\xef\xbb\xbfx\n", "x") == ["The cat", "\ufeffx"]
     assert read_lines(b"", "x") == []
     assert read_lines(b"ok\n\xff\xfebad\n\xc3\n", "stdin") == ["ok", "\ufffd\ufffdbad", "\ufffd"]
     first, total = capsys.readouterr().err.splitlines()  # the first bad line, then a count
@@ -149,6 +150,24 @@ def test_default_checkpoint_is_the_newest_run(tiny_checkpoint, tmp_path):
     assert proc.returncode == 0, proc.stderr.decode()
     assert len(proc.stdout.decode().splitlines()) == 1
     assert "runs/demo/best" in proc.stderr.decode()  # says which one it took
+
+
+def test_a_broken_default_checkpoint_is_one_line_too(tiny_checkpoint, tmp_path):
+    best = Path(shutil.copytree(tiny_checkpoint, tmp_path / "runs" / "demo" / "best"))
+    (best / "model.safetensors").write_bytes(b"damaged")
+    assert_one_line_error(run_cli("Guten Morgen", cwd=tmp_path), "runs/demo/best")
+
+
+def test_closed_stderr_still_translates(tiny_checkpoint, tmp_path):
+    """`2>&-`: warnings and the progress bar go nowhere; stdout holds the translations only."""
+    (tmp_path / "in.de").write_bytes(b"Guten Morgen\n\xff bad\n\nDas Wetter\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    ckpt = str(tiny_checkpoint)
+    for args in (f"< {tmp_path / 'in.de'}", f"--input {tmp_path / 'in.de'}"):
+        cmd = f"{sys.executable} -m translate --checkpoint {ckpt} {args} 2>&-"
+        proc = subprocess.run(cmd, shell=True, capture_output=True, env=env, timeout=120)
+        assert proc.returncode == 0
+        assert len(proc.stdout.decode().split("\n")) == 5 and b"warning" not in proc.stdout
 
 
 def test_no_checkpoint_says_how_to_train(tmp_path):

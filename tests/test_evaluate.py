@@ -61,6 +61,27 @@ def test_scores_equal_sacrebleu_on_written_hypotheses(tiny_checkpoint, tmp_path)
     assert "tok:13a" in result["signature"]["bleu"] and "BLEU" in proc.stdout
 
 
+@pytest.mark.parametrize("which", ["src", "ref"])
+def test_output_over_the_source_or_references_is_refused(tiny_checkpoint, tmp_path, capsys, which):
+    files = {"src": write_lines(tmp_path / "t.de", SRC), "ref": write_lines(tmp_path / "t.en", SRC)}
+    before = files[which].read_bytes()
+    args = ["--checkpoint", str(tiny_checkpoint), "--src", str(files["src"])]
+    assert main([*args, "--ref", str(files["ref"]), "--output", str(files[which])]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and f"--{which} file" in err and len(err.splitlines()) == 1
+    assert files[which].read_bytes() == before
+
+
+def test_a_bom_does_not_stick_to_the_first_reference(tiny_checkpoint, tmp_path, capsys):
+    src = write_lines(tmp_path / "t.de", SRC)
+    hyps = Translator.load(tiny_checkpoint, device="cpu").translate(SRC)
+    ref = tmp_path / "t.en"
+    ref.write_bytes(b"\xef\xbb\xbf" + "".join(h + "\n" for h in hyps).encode("utf-8"))
+    args = ["--checkpoint", str(tiny_checkpoint), "--src", str(src), "--ref", str(ref), "--json"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["chrf"] == pytest.approx(100.0)
+
+
 def test_tokenize_and_lowercase_pass_through(tiny_checkpoint, tmp_path, capsys):
     src = write_lines(tmp_path / "a.de", SRC[:2])
     refs = [r.upper() for r in references(tiny_checkpoint)[:2]]

@@ -35,6 +35,12 @@ def translator(tiny_checkpoint) -> Translator:
 
 def test_clean_line():
     assert clean_line("  Gu\u0308ten\tMorgen\r\n") == "Güten Morgen"  # NFC, \t -> space, stripped
+    assert clean_line("ok \ud800 x") == "ok \ufffd x"  # a lone surrogate, from surrogateescape
+
+
+def test_a_lone_surrogate_does_not_fail_the_batch(translator):
+    out = translator.translate(["Guten Morgen", "Ein \udcff Hund"])
+    assert len(out) == 2 and out[0] == translator.translate(["Guten Morgen"])[0]
     assert clean_line("\ufeffa\x00b\x07c\x1bd\u2028e") == "abcd e"  # BOM and controls dropped
     assert clean_line("Emoji 😀 Привет 東京") == "Emoji 😀 Привет 東京"
 

@@ -44,6 +44,11 @@ def _keep_freed_memory() -> None:
 
 _keep_freed_memory()
 
+# Started with stderr closed (`2>&-`): warnings, errors and progress bars go nowhere, rather than
+# failing (tqdm, isatty) or, through print(file=None), into the translations on stdout.
+if sys.stderr is None:
+    sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+
 
 def version() -> str:
     """'translate 0.1.0 (torch 2.13.0+cpu, no CUDA, Python 3.11.7)': what a bug report needs."""

@@ -71,18 +71,21 @@ def load_translator(args: argparse.Namespace) -> Translator:
             f"no checkpoint found under runs/; train one with `{TRAIN_HINT}` "
             "or pass --checkpoint DIR"
         )
-    if not args.checkpoint:
+    translator = Translator.load(checkpoint, device=args.device, precision=args.precision)
+    if not args.checkpoint:  # after loading: a failure is one line, which names the checkpoint
         print(f"checkpoint {checkpoint} (newest run under runs/)", file=sys.stderr)
-    return Translator.load(checkpoint, device=args.device, precision=args.precision)
+    return translator
 
 
 def iter_lines(raw_lines: Iterable[bytes], name: str) -> Iterator[str]:
     """Lines of bytes (each split at \\n, which it may end with; a final \\r dropped) decoded as
-    UTF-8; bad bytes become U+FFFD. The first bad line is named in a warning at once, and where
-    there were more, a count follows at the end."""
+    UTF-8, without a byte-order mark at the start; bad bytes become U+FFFD. The first bad line is
+    named in a warning at once, and where there were more, a count follows at the end."""
     bad = 0
     for n, line in enumerate(raw_lines, start=1):
         line = line.removesuffix(b"\n").removesuffix(b"\r")
+        if n == 1:  # a BOM would stick to the first word (of a reference, too)
+            line = line.removeprefix(b"\xef\xbb\xbf")
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
@@ -204,11 +207,7 @@ def run(args: argparse.Namespace) -> None:
     check_output(args.output)
     if args.input:
         check_input(args.input)
-        if (
-            args.output
-            and args.input != "-"
-            and Path(args.output).resolve() == Path(args.input).resolve()
-        ):
+        if same_file(args.output, args.input):
             raise ValueError(
                 f"--output '{args.output}' is the --input file, which writing would empty before "
                 "it is read; give another output file"
@@ -280,6 +279,11 @@ def export_main(argv: list[str]) -> int:
         print(f"wrote {out}", file=sys.stderr)
 
     return report_errors(run_export)
+
+
+def same_file(output: str | None, path: str | None) -> bool:
+    """Whether --output names the file `path` ('-', stdin, is none)."""
+    return bool(output and path and path != "-" and Path(output).resolve() == Path(path).resolve())
 
 
 def report_errors(fn: Callable[..., object], *args: object) -> int:

@@ -26,6 +26,7 @@ from translate.cli import (
     load_translator,
     read_text_file,
     report_errors,
+    same_file,
 )
 from translate.config import Config, DataConfig
 
@@ -135,6 +136,12 @@ def run(args: argparse.Namespace) -> None:
     if not args.split and not (args.src and args.ref):
         raise ValueError("give --src FILE --ref FILE, or --split valid|test")
     check_output(args.output)
+    for name, path in (("--src", args.src), ("--ref", args.ref)):
+        if same_file(args.output, path):
+            raise ValueError(
+                f"--output '{args.output}' is the {name} file, which the hypotheses would "
+                "overwrite; give another output file"
+            )
     bleu_chrf = metrics(args.tokenize, args.lowercase)  # one that cannot download fails first
     pair = None if args.split else read_pair(args.src, args.ref)  # file errors before model load
     translator = load_translator(args)

@@ -33,11 +33,13 @@ CHUNK_LINES = 10_000  # Translator.stream: lines sorted and decoded together, th
 CPU_BATCH_SENTENCES = 128
 
 # Control characters (category Cc) are dropped, except whitespace ones (\t \n \r \x0b \x0c
-# \x1c-\x1f \x85), which become a space like U+2028/U+2029; byte-order marks are dropped.
+# \x1c-\x1f \x85), which become a space like U+2028/U+2029; byte-order marks are dropped; lone
+# surrogates (from surrogateescape-decoded bytes), which no tokenizer takes, become U+FFFD.
 _CONTROL = {c: None for c in [*range(0x20), *range(0x7F, 0xA0), 0xFEFF]}
 _CONTROL.update(
     {c: " " for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029] if chr(c).isspace()}
 )
+_CONTROL.update(dict.fromkeys(range(0xD800, 0xE000), "\ufffd"))
 
 
 def clean_line(text: str) -> str:
