@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # e.g. data.dir under a file, not writable, or a full disk
+        where = f": '{e.filename}'" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}; check data.dir and free space", file=sys.stderr)
+        return 1
     print(summary(data_dir, cfg.train.max_tokens, time.time() - start, reused))
     return 0
 

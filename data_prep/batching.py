@@ -94,6 +94,8 @@ def _pack(order: np.ndarray, lens: np.ndarray, max_tokens: int) -> list[np.ndarr
     """Greedy cut of `order` (lengths `lens` ascending) into batches of cost <= max_tokens."""
     batches: list[np.ndarray] = []
     start = 0
+    if len(order) == 0:
+        return batches
     # A bucket of equal length L holds max_tokens // L pairs per batch; the partial batch left at
     # the end of a bucket keeps filling with the next (longer) bucket: the same as pair-by-pair
     # greedy packing, in a Python loop over distinct lengths only.

@@ -66,6 +66,12 @@ def prepare(cfg: DataConfig, build: bool = True) -> Path:
     stats.replaced_utf8 = 0  # the sample pass read train once already
     encode = PieceEncoder(tok, dtype)
     splits = {"train": _binarize_train(cfg, encode, out, dtype, drops, stats)}
+    if splits["train"]["pairs"] == 0:
+        dropped = ", ".join(f"{n} {reason}" for reason, n in drops.items() if n) or "none"
+        raise DataError(
+            f"no training pair is left of {splits['train']['read']} read (dropped: {dropped}); "
+            "check data.train, or raise data.max_len / data.max_ratio"
+        )
     for split in ("valid", "test"):
         splits[split] = _binarize_eval(cfg, split, encode, out, dtype, stats)
     manifest = {
@@ -228,7 +234,8 @@ def _binarize_eval(
         }
         for chunk in tqdm(chunks, desc=split, unit="chunk", leave=False):
             for side, lines in zip(("src", "tgt"), chunk, strict=True):
-                texts[side].writelines(line + "\n" for line in lines)
+                # one line each, also for a dataset row that holds a line break
+                texts[side].writelines(line.replace("\n", " ") + "\n" for line in lines)
                 writers[side].add(*encode(clean.normalize(lines)))
     tokens = {side: w.finish() for side, w in writers.items()}
     return {"read": n, "pairs": n, "src_tokens": tokens["src"], "tgt_tokens": tokens["tgt"]}

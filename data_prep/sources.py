@@ -9,7 +9,9 @@ from __future__ import annotations
 import gzip
 import os
 import socket
+import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
@@ -68,10 +70,25 @@ def _open(path: Path) -> BinaryIO:
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
+@contextmanager
+def gzip_errors(path: Path) -> Iterator[None]:
+    """A damaged .gz file (cut short, or not gzip at all) is a DataError naming it."""
+    try:
+        yield
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise DataError(
+            f"'{path}' is not a complete gzip file ({e}); download it again, or give the "
+            "uncompressed file"
+        ) from None
+
+
 def count_lines(path: Path) -> int:
-    """Lines in a (possibly gzipped) file; a last line without a newline counts."""
+    """Lines in a (possibly gzipped) file, as read_lines yields them: a last line without a
+    newline counts; a byte-order mark alone is no line."""
     n, last = 0, b"\n"
-    with _open(path) as f:
+    with gzip_errors(path), _open(path) as f:
+        if f.read(3) != b"\xef\xbb\xbf":
+            f.seek(0)
         while block := f.read(1 << 22):
             n += block.count(b"\n")
             last = block[-1:]
@@ -82,7 +99,7 @@ def read_lines(path: Path, policy: str, stats: Stats, size: int = CHUNK) -> Iter
     """Decoded lines without BOM or line ending (CRLF or LF), `size` per list; not stripped or
     normalized. Each block of lines is decoded in one call; only a block holding invalid UTF-8
     is redone line by line (to name the line, or to replace and count)."""
-    with _open(path) as f:
+    with gzip_errors(path), _open(path) as f:
         first = f.read(3)
         if first != b"\xef\xbb\xbf":
             f.seek(0)
@@ -121,7 +138,7 @@ def _decode_line(raw: bytes, path: Path, lineno: int, policy: str, stats: Stats)
 def sample_lines(path: Path, start: int, stride: int) -> Iterator[str]:
     """Every stride-th line from line `start` (0-based), skipped in C: a fast tokenizer sample.
     Undecodable bytes are replaced here; the full pass reports them."""
-    with _open(path) as f:
+    with gzip_errors(path), _open(path) as f:
         for raw in islice(f, start, None, stride):
             yield (
                 raw.removeprefix(b"\xef\xbb\xbf")

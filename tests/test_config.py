@@ -50,6 +50,7 @@ def test_overrides_are_typed():
         ("train.betas=[0.9, 1.0]", ["train.betas", "1.0"]),
         ("decode.beam=0", ["decode.beam", "0"]),
         ("model.max_positions=64", ["model.max_positions", "data.max_len + 1", "65"]),
+        ("train.max_tokens=64", ["train.max_tokens (64)", "data.max_len + 1 (65)"]),
     ],
 )
 def test_bad_values_name_the_key(override, words):

@@ -106,3 +106,8 @@ def test_sorted_batches_respect_budget_and_cover_all():
     capped = sorted_batches(lengths, max_tokens=12, max_sentences=2)
     assert [len(b) for b in capped] == [1, 1, 1, 2, 2, 1]  # 40 | 9 | 7 | 5 3 | 3 2 | 1
     assert [i for b in capped for i in b] == order
+
+
+def test_no_pairs_give_no_batches():
+    empty = np.array([], dtype=np.int64)
+    assert token_batches(empty, empty, max_tokens=64, seed=0, epoch=0) == []

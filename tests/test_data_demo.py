@@ -55,6 +55,11 @@ def test_cli_prints_summary_and_errors(tmp_path):
     bad = run(
         "--config", "configs/demo.yaml", "--set", f"data.dir={out}", "--set", "data.source=local"
     )
-    assert bad.returncode == 1
-    assert bad.stderr.strip().startswith("error: ") and "Traceback" not in bad.stderr
-    assert len(bad.stderr.strip().splitlines()) == 1
+    (tmp_path / "file").write_text("")
+    under_a_file = run(
+        "--config", "configs/demo.yaml", "--set", f"data.dir={tmp_path / 'file' / 'demo'}"
+    )
+    for proc in (bad, under_a_file):
+        assert proc.returncode == 1
+        assert proc.stderr.strip().startswith("error: ") and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1

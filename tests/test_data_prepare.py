@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import unicodedata
@@ -111,3 +112,30 @@ def test_other_training_ranks_only_check_what_rank_0_prepared(tmp_path):
     with pytest.raises(DataError, match="differ from rank 0's"):
         prepare(cfg, build=False)
     assert (out / "manifest.json").is_file()  # left as rank 0 made it
+
+
+def test_no_training_pair_left_is_a_data_error_and_no_cache(tmp_path):
+    cfg = dataclasses.replace(corpus(tmp_path), max_len=1)  # every pair is too long
+    with pytest.raises(
+        DataError, match=r"no training pair is left of \d+ read \(dropped: .*too_long"
+    ):
+        prepare(cfg)
+    assert not (tmp_path / "out" / "manifest.json").exists()  # not reused by the next run
+
+
+def test_a_line_break_inside_a_dataset_row_keeps_references_aligned(tmp_path, monkeypatch):
+    """Rows from `datasets` (wmt14) may hold a line break; the reference file keeps one line
+    per pair, so BLEU compares each hypothesis with its own reference."""
+    from data_prep import binarize
+
+    def split_with_a_break(cfg, split, stats):
+        src, tgt = ([f"{s} {i}" for i in range(8) for s in side] for side in (DE, EN))
+        if split != "train":
+            tgt[1] = "two\nlines"
+        return len(src), iter([(src, tgt)])
+
+    monkeypatch.setattr(binarize, "open_split", split_with_a_break)
+    cfg = dataclasses.replace(corpus(tmp_path), max_len=64)
+    out = prepare(cfg)
+    refs = read_raw_split(out, "valid", "en")
+    assert len(refs) == len(load_split(out, "valid")) == 40 and refs[1] == "two lines"

@@ -49,6 +49,25 @@ def test_gzip_input(tmp_path):
     assert read_all(local_cfg(tmp_path))[1] == ["Straße", "Äpfel"]
 
 
+@pytest.mark.parametrize("damage", ["cut_short", "not_gzip"])
+def test_a_damaged_gzip_file_is_a_one_line_data_error(tmp_path, damage):
+    data = gzip.compress(("Straße\n" * 5000).encode())
+    good = data[: len(data) // 2] if damage == "cut_short" else b"Strasse\n" * 5000
+    (tmp_path / "train.de.gz").write_bytes(good)
+    (tmp_path / "train.en").write_text("street\n" * 5000, encoding="utf-8")
+    with pytest.raises(DataError, match="train.de.gz' is not a complete gzip file") as e:
+        read_all(local_cfg(tmp_path))
+    assert "\n" not in str(e.value)
+
+
+def test_a_file_holding_only_a_bom_has_no_lines(tmp_path):
+    write(tmp_path, "train", b"\xef\xbb\xbf", b"")
+    assert read_all(local_cfg(tmp_path)) == (0, [], [])
+    write(tmp_path, "train", b"\xef\xbb\xbf", b"\n")
+    with pytest.raises(DataError, match="has 0 lines but .* has 1"):
+        read_all(local_cfg(tmp_path))
+
+
 def test_misaligned_files_name_both_counts(tmp_path):
     write(tmp_path, "train", b"a\nb\nc\n", b"a\nb\n")
     with pytest.raises(DataError, match=r"has 3 lines but .* has 2") as e:

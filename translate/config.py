@@ -256,6 +256,12 @@ def _validate(cfg: Config) -> None:
             f"model.max_positions ({cfg.model.max_positions}) must cover data.max_len + 1 "
             f"({cfg.data.max_len + 1}: the longest sentence plus eos or bos); raise it"
         )
+    if cfg.train.max_tokens < cfg.data.max_len + 1:
+        raise ConfigError(
+            f"train.max_tokens ({cfg.train.max_tokens}) must hold the longest training pair, "
+            f"data.max_len + 1 ({cfg.data.max_len + 1}) tokens a side; raise it, or lower "
+            "data.max_len"
+        )
     for key in ("max_time", "session_time"):
         if getattr(cfg.train, key) and parse_duration(getattr(cfg.train, key), key) <= 0:
             raise ConfigError(f"train.{key} must be positive; got '{getattr(cfg.train, key)}'")
