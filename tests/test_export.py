@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from data_prep import EOS_ID, PAD_ID
+from data_prep import EOS_ID, PAD_ID, load_tokenizer, never_emitted
 from translate.checkpoint import save_checkpoint
 from translate.config import ModelConfig, load_config
 from translate.export import ExportError, to_marian
@@ -107,14 +108,44 @@ def test_cli_refuses_pre_norm_in_one_line(tiny_checkpoint, tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("to", ["hf", "ctranslate2"])
+@pytest.mark.parametrize("target", ["run", "checkpoint", "inside", "file", "other_files"])
+def test_cli_refuses_an_out_it_would_destroy(tiny_checkpoint, tmp_path, to, target):
+    run = tmp_path / "runs" / "demo"
+    ckpt = Path(shutil.copytree(tiny_checkpoint, run / "best"))
+    (run / "log.jsonl").write_text("{}\n")
+    out = {
+        "run": run,
+        "checkpoint": ckpt,
+        "inside": ckpt / "hf",
+        "file": tmp_path / "notes.txt",
+        "other_files": tmp_path / "mine",
+    }[target]
+    if target == "file":
+        out.write_text("mine\n")
+    if target == "other_files":
+        out.mkdir()
+        (out / "config.json").write_text("{}")
+        (out / "notes.txt").write_text("mine\n")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    proc = run_cli("--checkpoint", str(ckpt), "--to", to, str(out))
+    assert proc.returncode == 1 and proc.stderr.startswith("error: ") and "OUT" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
 def test_cli_export_loads_in_transformers(tiny_checkpoint, tmp_path):
     transformers = pytest.importorskip("transformers")
     out = tmp_path / "hf"
     proc = run_cli("--checkpoint", str(tiny_checkpoint), "--to", "hf", str(out))
     assert proc.returncode == 0, proc.stderr
+    again = run_cli("--checkpoint", str(tiny_checkpoint), "--to", "hf", str(out))
+    assert again.returncode == 0, again.stderr  # an earlier export is replaced
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in out.iterdir()}
     tokenizer = transformers.AutoTokenizer.from_pretrained(out)
     marian = transformers.MarianMTModel.from_pretrained(out).eval()
+    never = never_emitted(load_tokenizer(tiny_checkpoint))  # every special token but </s>
+    assert marian.generation_config.bad_words_ids == [[i] for i in never]
     batch = tokenizer(
         ["Guten Morgen", "Das Wetter ist heute schön."], return_tensors="pt", padding=True
     )

@@ -18,13 +18,15 @@ layers, post-LN, no embedding LayerNorm). The output directory holds the exporte
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from data_prep import BOS_ID, EOS_ID, PAD_ID, UNK_ID
-from translate.checkpoint import load_checkpoint_config, load_model
+from data_prep import BOS_ID, EOS_ID, PAD_ID, load_tokenizer, never_emitted
+from translate.checkpoint import atomic_dir, load_checkpoint_config, load_model
 from translate.model import Transformer
+from translate.search import NEVER_EMITTED
 
 PRE_NORM = (
     "only post-LN models can be exported (model.pre_norm is true); MarianMTModel has no "
@@ -32,8 +34,42 @@ PRE_NORM = (
 )
 
 
+# What export_hf and hf_to_ctranslate2 write: an OUT holding nothing else is an earlier export,
+# which may be replaced; any other file (a checkpoint's, a run's) stops the export.
+EXPORT_FILES = {
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "model.bin",
+    "shared_vocabulary.json",
+    "shared_vocabulary.txt",
+}
+
+
 class ExportError(ValueError):
     """A checkpoint or environment that cannot be exported; the message says why."""
+
+
+def check_out(ckpt_dir: str | Path, out_dir: str | Path) -> None:
+    """Refuse an OUT whose replacement would destroy anything but an earlier export."""
+    out, ckpt = Path(out_dir).resolve(), Path(ckpt_dir).resolve()
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"OUT '{out_dir}' is a file; give a directory to write the export to")
+    if out == ckpt or out in ckpt.parents or ckpt in out.parents:
+        raise ExportError(
+            f"OUT '{out_dir}' is or holds the checkpoint '{ckpt_dir}' (or lies inside it); "
+            "give a directory of its own"
+        )
+    entries = out.iterdir() if out.is_dir() else []
+    others = sorted(p.name for p in entries if p.name not in EXPORT_FILES or p.is_dir())
+    if others:
+        raise ExportError(
+            f"OUT '{out_dir}' holds files an export does not write ({', '.join(others[:3])}), "
+            "which it would delete; give a new or empty directory"
+        )
 
 
 def _require(package: str):
@@ -79,8 +115,9 @@ def marian_config(model: Transformer):
     )
 
 
-def to_marian(model: Transformer):
-    """Our model (post-LN) -> an equivalent transformers MarianMTModel in eval mode."""
+def to_marian(model: Transformer, never: Sequence[int] = NEVER_EMITTED):
+    """Our model (post-LN) -> an equivalent transformers MarianMTModel in eval mode, which never
+    generates the ids `never` (data_prep.never_emitted: every special token but eos)."""
     if model.cfg.pre_norm:
         raise ExportError(PRE_NORM)
     transformers = _require("transformers")
@@ -99,7 +136,7 @@ def to_marian(model: Transformer):
     marian.generation_config.update(
         max_length=model.cfg.max_positions,
         num_beams=4,
-        bad_words_ids=[[PAD_ID], [BOS_ID], [UNK_ID]],  # never emitted, as in translate.search
+        bad_words_ids=[[i] for i in never],  # as in translate.search
     )
     return marian
 
@@ -125,9 +162,11 @@ def hf_tokenizer(tokenizer_file: str | Path):
 def export_hf(ckpt_dir: str | Path, out_dir: str | Path) -> Path:
     """Write checkpoint `ckpt_dir` as a MarianMTModel directory `out_dir` (model + tokenizer)."""
     model, _, _ = load_model(ckpt_dir)
-    marian = to_marian(model)
-    marian.save_pretrained(out_dir)
-    hf_tokenizer(Path(ckpt_dir) / "tokenizer.json").save_pretrained(out_dir)
+    tokenizer_file = Path(ckpt_dir) / "tokenizer.json"
+    marian = to_marian(model, never_emitted(load_tokenizer(tokenizer_file)))
+    with atomic_dir(out_dir) as tmp:  # a failed export leaves an earlier one as it was
+        marian.save_pretrained(tmp)
+        hf_tokenizer(tokenizer_file).save_pretrained(tmp)
     return Path(out_dir)
 
 
@@ -150,13 +189,16 @@ def hf_to_ctranslate2(hf_dir: str | Path, out_dir: str | Path, quantization: str
             spec.register_file(str(Path(hf_dir) / "tokenizer.json"))  # appends </s> itself
             return spec
 
-    return Path(Converter().convert(str(out_dir), quantization=quantization, force=True))
+    with atomic_dir(out_dir) as tmp:  # the converter's force=True empties the dir it writes
+        Converter().convert(str(tmp), quantization=quantization, force=True)
+    return Path(out_dir)
 
 
 def export(ckpt_dir: str | Path, to: str, out_dir: str | Path) -> Path:
     """`translate export`: to 'hf' or 'ctranslate2'."""
     if load_checkpoint_config(ckpt_dir).model.pre_norm:  # say so before asking for transformers
         raise ExportError(PRE_NORM)
+    check_out(ckpt_dir, out_dir)
     _require("transformers").utils.logging.disable_progress_bar()
     if to == "hf":
         return export_hf(ckpt_dir, out_dir)
