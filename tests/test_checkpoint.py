@@ -313,11 +313,11 @@ def test_average_refuses_last_below_one(run, capsys, last):
     assert not (run / "avg").exists()
 
 
-@pytest.mark.parametrize("other", ["shape", "dtype", "tokenizer"])
+@pytest.mark.parametrize("other", ["shape", "heads", "dtype", "tokenizer"])
 def test_average_refuses_checkpoints_of_different_models(run, tok_file, capsys, other):
     theirs = run.parent / "other"
-    if other == "shape":
-        model, cfg = tiny_model(0, "model.d_ff=48")
+    if other in ("shape", "heads"):  # heads: tensors of the same shapes, another model
+        model, cfg = tiny_model(0, "model.d_ff=48" if other == "shape" else "model.n_heads=4")
         save_checkpoint(theirs, model, cfg, tok_file)
     else:
         shutil.copytree(run / "step_0000100", theirs)
@@ -332,6 +332,8 @@ def test_average_refuses_checkpoints_of_different_models(run, tok_file, capsys, 
     code, err = average(capsys, "--dirs", mine, theirs, "--out", run.parent / "avg")
     assert code == 1 and err.startswith("error: ") and len(err.splitlines()) == 1, err
     assert str(mine) in err and str(theirs) in err
-    if other != "tokenizer":
+    if other == "dtype":
         assert err.startswith("error: tensor '")  # names the tensor
+    if other in ("shape", "heads"):
+        assert "describes another model" in err
     assert not (run.parent / "avg").exists()

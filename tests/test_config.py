@@ -51,6 +51,10 @@ def test_overrides_are_typed():
         ("decode.beam=0", ["decode.beam", "0"]),
         ("model.max_positions=64", ["model.max_positions", "data.max_len + 1", "65"]),
         ("train.max_tokens=64", ["train.max_tokens (64)", "data.max_len + 1 (65)"]),
+        ("train.seed=-1", ["train.seed", "-1"]),
+        ("train.seed=4294967296", ["train.seed", "4294967296"]),
+        ("train.out_dir=", ["train.out_dir is empty"]),
+        ("data.dir= ", ["data.dir is empty"]),
     ],
 )
 def test_bad_values_name_the_key(override, words):
@@ -103,3 +107,10 @@ def test_a_key_given_twice_is_refused(tmp_path):
     path.write_text("train:\n  max_steps: 2\n  max_steps: 3\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="'max_steps' is given twice \\(line 3\\)"):
         load_config(path)
+
+
+def test_a_key_without_a_value_in_yaml_is_refused(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_text("train:\n  out_dir:\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="'train.out_dir' expects a str .* got None"):
+        load_config(str(path))

@@ -431,7 +431,7 @@ def test_last_without_trainer_state_is_refused(tiny_cfg):
     with pytest.raises(CheckpointError, match="has no trainer_state.pt"):
         train_mod.train(cfg)
     shutil.rmtree(run / "last")  # step checkpoints left: a fresh start would delete them
-    with pytest.raises(CheckpointError, match="step checkpoints but no last"):
+    with pytest.raises(CheckpointError, match="step checkpoints and best/ .* but no last"):
         train_mod.train(cfg)
 
 
@@ -571,3 +571,90 @@ def test_resume_refuses_a_tokenizer_rebuilt_from_changed_raw_files(tiny_cfg, tmp
     cfg.train.max_steps = 2
     with pytest.raises(CheckpointError, match="another tokenizer"):
         train_mod.train(cfg)
+
+
+def test_a_fresh_start_does_not_replace_an_earlier_best(tiny_cfg):
+    cfg = tiny_cfg("train.max_steps=2", "train.valid_bleu_sentences=0")
+    train_mod.train(cfg)
+    run = Path(cfg.train.out_dir)
+    shutil.rmtree(run / "last")  # e.g. to save space, keeping best/
+    before = (run / "best" / "model.safetensors").read_bytes()
+    with pytest.raises(CheckpointError, match="best/ of an earlier run but no last/"):
+        train_mod.train(cfg)
+    assert (run / "best" / "model.safetensors").read_bytes() == before
+
+
+def test_a_resume_that_stops_at_once_still_logs_and_validates_the_last_step(tiny_cfg, monkeypatch):
+    sets = ("train.log_every=3", "train.valid_bleu_sentences=0")
+    after_update = Trainer._after_update
+
+    def sigint_at_step_4(self):
+        after_update(self)
+        if self.step == 4:
+            self._on_signal(signal.SIGINT, None)
+
+    monkeypatch.setattr(Trainer, "_after_update", sigint_at_step_4)
+    assert train_mod.train(tiny_cfg("train.max_steps=100", *sets)) == 128 + signal.SIGINT
+    monkeypatch.setattr(Trainer, "_after_update", after_update)
+    run = Path(tiny_cfg().train.out_dir)
+    assert not (run / "best").exists()  # a signal: no validation, as an unbroken run has none
+    assert train_mod.train(tiny_cfg("train.max_steps=4", *sets)) == 0
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [3, 4] and {"loss", "valid_loss"} <= rows[1].keys()
+    assert checkpoint_info(run / "best")["step"] == "4"
+
+
+def test_a_session_time_stop_validates_only_on_schedule(tiny_cfg):
+    cfg = tiny_cfg("train.session_time=1s", "train.max_steps=100000", "train.log_every=1000")
+    train_mod.train(cfg)
+    run = Path(cfg.train.out_dir)
+    assert not (run / "best").exists()  # no validation step reached, so no validation yet
+    log = run / "log.jsonl"
+    assert not log.exists() or "valid_loss" not in log.read_text()
+
+
+def test_a_longer_max_steps_on_resume_decays_to_the_new_end(tiny_cfg):
+    sets = ("train.decay=linear", "train.warmup=2", "train.valid_bleu_sentences=0")
+    sets += ("train.log_every=4",)
+    train_mod.train(tiny_cfg("train.max_steps=6", *sets))
+    train_mod.train(tiny_cfg("train.max_steps=12", *sets))
+    rows = [json.loads(line) for line in (Path(tiny_cfg().train.out_dir) / "log.jsonl").open()]
+    lr = {r["step"]: r["lr"] for r in rows if "lr" in r}
+    expected = lr_at(8, 32, 2, 2.0, "linear", 12)  # d_model 32, lr_scale 2
+    assert lr[8] == pytest.approx(expected) and expected > 0
+
+
+def test_best_is_replaced_when_its_metric_changes(tiny_cfg, capsys):
+    train_mod.train(tiny_cfg("train.max_steps=2", "train.valid_bleu_sentences=0"))
+    run = Path(tiny_cfg().train.out_dir)
+    assert checkpoint_info(run / "best")["valid_metric"] == "loss"
+    train_mod.train(tiny_cfg("train.max_steps=3", "train.valid_bleu_sentences=10"))
+    assert checkpoint_info(run / "best") | {} == {
+        **checkpoint_info(run / "best"),
+        "valid_metric": "bleu",
+        "step": "3",
+    }
+    assert "the one before was chosen by loss" in capsys.readouterr().out
+
+
+def test_valid_pairs_longer_than_the_model_are_cut_for_validation(tiny_data, tmp_path):
+    raw = Path(shutil.copytree(tiny_data / "raw", tmp_path / "raw"))
+    for lang, word in (("de", "Hund"), ("en", "dog")):
+        with open(raw / f"valid.{lang}", "a", encoding="utf-8") as f:
+            f.write(" ".join([word] * 300) + "\n")  # valid stays verbatim: 300 words
+    sets = tiny_overrides(tmp_path, tmp_path / "run") + [
+        "train.max_steps=2",
+        "train.valid_bleu_sentences=40",
+    ]
+    assert train_mod.train(load_config(None, sets)) == 0
+    assert checkpoint_info(tmp_path / "run" / "best")["step"] == "2"
+
+
+def test_a_killed_step_checkpoint_save_leaves_nothing_behind(tiny_cfg):
+    cfg = tiny_cfg("train.max_steps=2", "train.valid_bleu_sentences=0")
+    train_mod.train(cfg)
+    leftover = Path(cfg.train.out_dir) / ".step_0000003.tmp-99999"
+    leftover.mkdir()
+    (leftover / "model.safetensors").write_bytes(b"half")
+    train_mod.train(tiny_cfg("train.max_steps=3", "train.valid_bleu_sentences=0"))
+    assert not leftover.exists()

@@ -124,8 +124,9 @@ def remove_checkpoint(ckpt_dir: Path) -> None:
 
 
 def discard_removed(run_dir: Path) -> None:
-    """What remove_checkpoint calls left half deleted in run_dir."""
-    for leftover in run_dir.glob(".*.del-*"):
+    """What remove_checkpoint calls left half deleted in run_dir, and step checkpoints that a
+    killed save left half written (last/ and best/ have recover())."""
+    for leftover in [*run_dir.glob(".*.del-*"), *run_dir.glob(".step_*.tmp-*")]:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
@@ -386,6 +387,11 @@ def _check_inputs(dirs: list[Path], out: Path) -> None:
             raise CheckpointError(
                 f"'{d / TOKENIZER_FILE}' differs from '{dirs[0] / TOKENIZER_FILE}'; average "
                 "checkpoints trained with one tokenizer (one run)"
+            )
+        if load_checkpoint_config(d).model != load_checkpoint_config(dirs[0]).model:
+            raise CheckpointError(  # n_heads, pre_norm, ...: tensors of the same shapes
+                f"'{d / CONFIG_FILE}' describes another model than '{dirs[0] / CONFIG_FILE}'; "
+                "average checkpoints of one run"
             )
 
 

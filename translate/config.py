@@ -138,6 +138,8 @@ def _coerce(value: Any, default: Any, name: str) -> Any:
             return bool(value)
         if kind is str and isinstance(value, bool):  # YAML reads a bare on/off as a boolean
             return "on" if value else "off"
+        if kind is not tuple and value is None:  # `key:` with no value in YAML
+            raise ValueError(value)
         if kind is tuple:
             items = yaml.safe_load(value) if isinstance(value, str) else value
             return tuple(type(d)(v) for d, v in zip(default, items, strict=True))
@@ -256,6 +258,12 @@ def _validate(cfg: Config) -> None:
             f"model.max_positions ({cfg.model.max_positions}) must cover data.max_len + 1 "
             f"({cfg.data.max_len + 1}: the longest sentence plus eos or bos); raise it"
         )
+    if not 0 <= cfg.train.seed < 2**32:
+        raise ConfigError(f"train.seed must be in [0, 2**32); got {cfg.train.seed}")
+    for name in ("train.out_dir", "data.dir"):
+        section, key = name.split(".")
+        if not getattr(getattr(cfg, section), key).strip():
+            raise ConfigError(f"{name} is empty; give a directory path (e.g. the config's)")
     if cfg.train.max_tokens < cfg.data.max_len + 1:
         raise ConfigError(
             f"train.max_tokens ({cfg.train.max_tokens}) must hold the longest training pair, "

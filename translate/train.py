@@ -249,9 +249,11 @@ def validate(model, valid, refs, tokenizer, cfg: Config, device, amp_dtype) -> d
     """Valid NLL per target token, perplexity, and greedy sacreBLEU on the first sentences."""
     model.eval()
     nll, ntok = torch.zeros((), device=device), 0
-    lens = np.maximum(np.asarray(valid.src_lens), np.asarray(valid.tgt_lens)) + 1
-    for idx in sorted_batches(lens, cfg.train.max_tokens):
-        src, tgt_in, tgt_out = (t.to(device) for t in collate([valid[i] for i in idx]))
+    most = cfg.model.max_positions - 1  # valid/test stay verbatim: longer pairs are cut here
+    lens = np.minimum(np.maximum(np.asarray(valid.src_lens), np.asarray(valid.tgt_lens)), most)
+    for idx in sorted_batches(lens + 1, cfg.train.max_tokens):
+        pairs = [(s[:most], t[:most]) for s, t in (valid[i] for i in idx)]
+        src, tgt_in, tgt_out = (t.to(device) for t in collate(pairs))
         with _autocast(device, amp_dtype):
             logits = model(src, tgt_in)  # (B, T, V)
         nll += smoothed_loss(logits, tgt_out, 0.0)[0]  # the same NLL as training logs
@@ -261,8 +263,9 @@ def validate(model, valid, refs, tokenizer, cfg: Config, device, amp_dtype) -> d
     n = min(cfg.train.valid_bleu_sentences, len(valid), len(refs))
     if n > 0:
         hyps = [""] * n
-        for idx in sorted_batches(np.asarray(valid.src_lens[:n]) + 1, cfg.train.max_tokens // 2):
-            src = collate([valid[i] for i in idx])[0].to(device)
+        src_lens = np.minimum(np.asarray(valid.src_lens[:n]), most)
+        for idx in sorted_batches(src_lens + 1, cfg.train.max_tokens // 2):
+            src = collate([(valid[i][0][:most], ()) for i in idx])[0].to(device)
             with _autocast(device, amp_dtype):
                 lengths = cfg.decode.max_len_a, cfg.decode.max_len_b
                 ids = greedy_search(model, src, *lengths, never=never_emitted(tokenizer))
@@ -367,6 +370,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, tc, self.device)
         self.step, self.elapsed, self.best, self.saved_step, self.valid_step = 0, 0.0, None, -1, -1
         self.logged_step, self.last_record, self.saved_interval = 0, None, None
+        self.best_metric: str | None = None  # "bleu" or "loss": what self.best is a score of
         self.saved_batches: int | None = None  # this rank's batches per epoch when last saved
         self.decay_end = tc.max_steps or sys.maxsize  # moved sooner by max_time: _projected_end
         epoch, pos = self._resume() if resuming else self._start_fresh()
@@ -423,10 +427,13 @@ class Trainer:
             discard_removed(self.out)
         self.env.barrier()
         if not last.exists():
-            if step_checkpoints(self.out):
+            earlier = ["step checkpoints"] if step_checkpoints(self.out) else []
+            if (self.out / "best").exists():  # a fresh run would replace it
+                earlier.append("best/ of an earlier run")
+            if earlier:
                 raise CheckpointError(
-                    f"'{self.out}' holds step checkpoints but no last/ to resume from; use a new "
-                    "train.out_dir, or remove them to start over there"
+                    f"'{self.out}' holds {' and '.join(earlier)} but no last/ to resume from; "
+                    "use a new train.out_dir, or move them away to start over there"
                 )
             return False
         if not (last / STATE_FILE).is_file():
@@ -435,7 +442,7 @@ class Trainer:
                 "an averaged or copied checkpoint?); put the run's own last/ back, or use a new "
                 "train.out_dir"
             )
-        saved = load_checkpoint_config(last)
+        saved = self.saved_cfg = load_checkpoint_config(last)
         same = {"model": saved.model == self.cfg.model}
         same["data"] = data_hash(saved.data) == data_hash(self.cfg.data)
         same["train.weight_decay"] = (saved.train.weight_decay > 0) == (tc.weight_decay > 0)
@@ -475,10 +482,16 @@ class Trainer:
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.step, self.elapsed, self.best = state["step"], state["elapsed"], state["best"]
-        self.best = self._best_score(self.best)
-        self.decay_end = state.get("decay_end", self.decay_end)
-        self.saved_step = self.valid_step = self.logged_step = self.step
+        self.best, self.best_metric = self._best_score(self.best)
+        old = self.saved_cfg.train
+        if (old.max_steps, old.max_time) == (tc.max_steps, tc.max_time):
+            self.decay_end = state.get("decay_end", self.decay_end)
+        # else the new max_steps (and, under max_time, the end projected at the next log step)
+        self.saved_step = self.step
+        self.valid_step = state.get("valid_step", self.step)
         self.saved_interval = state.get("interval")
+        unlogged = self.saved_interval and self.saved_interval["tokens"]
+        self.logged_step = state.get("logged_step", -1) if unlogged else self.step
         rngs = [state["rng"], *state.get("rank_rngs", [])]
         if state.get("world_size") == self.env.world and self.env.rank < len(rngs):
             set_rng_state(rngs[self.env.rank])
@@ -489,14 +502,16 @@ class Trainer:
         self.saved_batches = state.get("batches_per_rank")
         return state["epoch"], state["batch_in_epoch"]
 
-    def _best_score(self, saved: float | None) -> float | None:
-        """The score of best/ itself: `last` can be older than best/ (validated after the last
-        save), and a resume that is not bit-exact must not replace best/ with a worse model."""
+    def _best_score(self, saved: float | None) -> tuple[float | None, str | None]:
+        """(score, metric) of best/ itself: `last` can be older than best/ (validated after the
+        last save), and a resume that is not bit-exact must not replace best/ with a worse model."""
         try:
-            score = checkpoint_info(self.out / "best").get("valid_score")
+            info = checkpoint_info(self.out / "best")
         except CheckpointError:  # no best/ yet, or a damaged one: the next validation replaces it
-            return saved
-        return float(score) if score is not None else saved  # best/ saved before scores were
+            return saved, None
+        if "valid_score" not in info:  # best/ saved before scores were
+            return saved, None
+        return float(info["valid_score"]), info.get("valid_metric")
 
     def _truncate_log(self, step: int) -> None:
         """Drop log lines after `step`: a killed run's, or at step 0 all of an earlier run's."""
@@ -606,11 +621,17 @@ class Trainer:
             dynamic_ncols=True,
         )
         self._reset_interval()
+        # the last update's lr and gradient norm, which a record logged before the next one shows
+        d_model = self.cfg.model.d_model
+        self.lr = lr_at(self.step, d_model, tc.warmup, tc.lr_scale, tc.decay, self.decay_end)
+        self.grad_norm = torch.tensor(math.nan)
         if self.saved_interval and self.env.main:  # a resume between log steps: as if unbroken
             interval = self.saved_interval
             self.nll_sum += interval["nll"]
             self.tok_sum, self.bad_total = interval["tokens"], self.bad_total + interval["skipped"]
             self.interval_start -= interval["seconds"]
+            if interval.get("grad_norm") is not None:
+                self.grad_norm = torch.tensor(interval["grad_norm"])
         try:
             while (reason := self._stop_reason()) is None:
                 micro = [self.batches.next() for _ in range(self.accum)]
@@ -747,16 +768,20 @@ class Trainer:
                 self.amp_dtype,
             )
             score = metrics.get("valid_bleu", -metrics["valid_loss"])
+            metric = "bleu" if "valid_bleu" in metrics else "loss"
             line = f"step {self.step} valid: loss {metrics['valid_loss']:.3f}"
             line += f", ppl {metrics['valid_ppl']:.2f}"
             if "valid_bleu" in metrics:
                 n = self.cfg.train.valid_bleu_sentences
                 line += f", BLEU {metrics['valid_bleu']:.2f} (greedy, up to {n} sentences)"
-            if self.best is None or score > self.best:
-                self.best = score
-                info = {"step": str(self.step), "valid_score": repr(score)}
+            before = self.best_metric  # another one after valid_bleu_sentences changed
+            if self.best is None or before not in (None, metric) or score > self.best:
+                self.best, self.best_metric = score, metric
+                info = {"step": str(self.step), "valid_score": repr(score), "valid_metric": metric}
                 self._save_checkpoint(self.out / "best", info=info)
                 line += f"; new best, saved to {self.out / 'best'}"
+                if before not in (None, metric):
+                    line += f" (by {metric} now; the one before was chosen by {before})"
             self.say(line)
             self.interval_start += time.time() - start  # keep tokens/s about training
         self.valid_step = self.step
@@ -793,7 +818,9 @@ class Trainer:
         nll, tokens = sums.tolist()
         seconds = time.time() - self.interval_start
         skipped = int(self.bad_total.item())
-        return {"nll": nll, "tokens": int(tokens), "seconds": seconds, "skipped": skipped}
+        grad_norm = float(self.grad_norm) if tokens else None  # of the last update, as logged
+        interval = {"nll": nll, "tokens": int(tokens), "seconds": seconds, "skipped": skipped}
+        return {**interval, "grad_norm": grad_norm}
 
     def _trainer_state(self, rngs: list[dict], interval: dict) -> dict:
         return {
@@ -810,6 +837,8 @@ class Trainer:
             "rng": rngs[0],
             "rank_rngs": rngs[1:],
             "interval": interval,
+            "valid_step": self.valid_step,
+            "logged_step": self.logged_step,
         }
 
     def _write_log(self, record: dict) -> None:
@@ -830,16 +859,17 @@ class Trainer:
             plot_curves(self.out / "log.jsonl", self.out / "curves.png")
 
     def _finish(self, reason: str) -> None:
-        """Final validation (unless interrupted) and `last`; say where it went."""
+        """The last log record and validation (unless the run is to be resumed: a signal or
+        session_time; the resumed run logs and validates as an unbroken one), `last`."""
         # by `reason`, which all ranks agree on: a signal that reached one rank after the last
         # log step must not keep it out of the validation's barrier
-        interrupted = reason.startswith("received ")
-        resumable = interrupted or reason.startswith("reached train.session_time")
+        resumable = reason.startswith(("received ", "reached train.session_time"))
         record = {}
-        if not resumable and self.logged_step != self.step:  # the updates since the last log
-            record.update(self._interval_metrics())  # (a resumed run would go on with them)
-        if not interrupted and self.valid_step != self.step and self.step > 0:
-            record.update(self._validate())
+        if not resumable:
+            if self.logged_step != self.step:  # the updates since the last log step
+                record.update(self._interval_metrics())
+            if self.valid_step != self.step and self.step > 0:
+                record.update(self._validate())
         if record and self.env.main:
             self._write_log({"step": self.step, "epoch": self.batches.epoch, **record})
         if self.saved_step != self.step or "loss" in record:  # "loss": the interval was reset
