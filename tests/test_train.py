@@ -359,23 +359,28 @@ def test_max_epochs_ends_with_a_checkpoint_and_one_record_for_the_last_step(tiny
     assert state["interval"]["tokens"] == 0  # logged, so a longer resumed run does not repeat it
 
 
+def train_until_signal(cfg, step: int, sig: int, monkeypatch) -> int:
+    """train(cfg) with `sig` arriving after update `step` -> the exit status."""
+    after_update = Trainer._after_update
+
+    def signal_at_step(self):
+        after_update(self)
+        if self.step == step:
+            self._on_signal(sig, None)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_after_update", signal_at_step)
+        return train_mod.train(cfg)
+
+
 def test_a_resume_between_log_steps_logs_the_same_losses(tiny_cfg, monkeypatch):
     sets = ("train.max_steps=6", "train.log_every=3", "train.valid_bleu_sentences=0")
     full = tiny_cfg(*sets, "model.dropout=0.3", out="full")
     cut = tiny_cfg(*sets, "model.dropout=0.3", out="cut")
     assert train_mod.train(full) == 0
-    after_update = Trainer._after_update
-
-    def sigterm_at_step_4(self):
-        after_update(self)
-        if self.step == 4:
-            self._on_signal(signal.SIGTERM, None)
-
-    monkeypatch.setattr(Trainer, "_after_update", sigterm_at_step_4)
-    assert train_mod.train(cut) == 128 + signal.SIGTERM
+    assert train_until_signal(cut, 4, signal.SIGTERM, monkeypatch) == 128 + signal.SIGTERM
     state = torch.load(Path(cut.train.out_dir) / "last" / "trainer_state.pt", weights_only=True)
     assert state["step"] == 4 and state["interval"]["tokens"] > 0  # step 4's, not yet logged
-    monkeypatch.setattr(Trainer, "_after_update", after_update)
     assert train_mod.train(cut) == 0
     assert log_losses(Path(cut.train.out_dir)) == log_losses(Path(full.train.out_dir))
     assert sorted(log_losses(Path(cut.train.out_dir))) == [3, 6]
@@ -586,16 +591,8 @@ def test_a_fresh_start_does_not_replace_an_earlier_best(tiny_cfg):
 
 def test_a_resume_that_stops_at_once_still_logs_and_validates_the_last_step(tiny_cfg, monkeypatch):
     sets = ("train.log_every=3", "train.valid_bleu_sentences=0")
-    after_update = Trainer._after_update
-
-    def sigint_at_step_4(self):
-        after_update(self)
-        if self.step == 4:
-            self._on_signal(signal.SIGINT, None)
-
-    monkeypatch.setattr(Trainer, "_after_update", sigint_at_step_4)
-    assert train_mod.train(tiny_cfg("train.max_steps=100", *sets)) == 128 + signal.SIGINT
-    monkeypatch.setattr(Trainer, "_after_update", after_update)
+    cfg = tiny_cfg("train.max_steps=100", *sets)
+    assert train_until_signal(cfg, 4, signal.SIGINT, monkeypatch) == 128 + signal.SIGINT
     run = Path(tiny_cfg().train.out_dir)
     assert not (run / "best").exists()  # a signal: no validation, as an unbroken run has none
     assert train_mod.train(tiny_cfg("train.max_steps=4", *sets)) == 0
