@@ -27,7 +27,7 @@ def _keep_freed_memory() -> None:
 
     By default glibc maps every block over 32 MB afresh (the Multi30k logits alone are 70 MB)
     and returns freed heap tops to the OS, so each training step paid page faults to zero the
-    same memory again; keeping it makes CPU training 1.2-1.3x faster (docs/benchmarks.md).
+    same memory again; keeping it makes CPU training 1.25-1.35x faster (docs/benchmarks.md).
     Other C libraries are left alone, and so are the user's MALLOC_*_THRESHOLD_ / GLIBC_TUNABLES.
     """
     own = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
