@@ -378,7 +378,7 @@ def _check_inputs(dirs: list[Path], out: Path) -> None:
             f"cannot write the average into '{out}': it {problem}, and writing there would "
             f"delete it; choose a new directory such as '{dirs[-1].parent / f'avg{len(dirs)}'}'"
         )
-    first = ""
+    first, model = "", None
     for d in dirs:
         _require(d, MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE)
         sha = _check_tokenizer(d)
@@ -388,7 +388,9 @@ def _check_inputs(dirs: list[Path], out: Path) -> None:
                 f"'{d / TOKENIZER_FILE}' differs from '{dirs[0] / TOKENIZER_FILE}'; average "
                 "checkpoints trained with one tokenizer (one run)"
             )
-        if load_checkpoint_config(d).model != load_checkpoint_config(dirs[0]).model:
+        theirs = load_checkpoint_config(d).model
+        model = model or theirs
+        if theirs != model:
             raise CheckpointError(  # n_heads, pre_norm, ...: tensors of the same shapes
                 f"'{d / CONFIG_FILE}' describes another model than '{dirs[0] / CONFIG_FILE}'; "
                 "average checkpoints of one run"

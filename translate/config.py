@@ -130,6 +130,8 @@ def _coerce(value: Any, default: Any, name: str) -> Any:
     """Convert a YAML or command-line value to the type of the field's default."""
     kind = type(default)
     try:
+        if value is None:  # `key:` with no value in YAML
+            raise ValueError(value)
         if kind is bool:
             if isinstance(value, str):
                 if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
@@ -138,8 +140,6 @@ def _coerce(value: Any, default: Any, name: str) -> Any:
             return bool(value)
         if kind is str and isinstance(value, bool):  # YAML reads a bare on/off as a boolean
             return "on" if value else "off"
-        if kind is not tuple and value is None:  # `key:` with no value in YAML
-            raise ValueError(value)
         if kind is tuple:
             items = yaml.safe_load(value) if isinstance(value, str) else value
             return tuple(type(d)(v) for d, v in zip(default, items, strict=True))

@@ -714,11 +714,7 @@ class Trainer:
         if self.env.world > 1:  # the longest streak of any rank: all ranks stop together
             dist.all_reduce(self.bad_streak, op=dist.ReduceOp.MAX)
         self._check_streak()
-        sums = torch.stack([self.nll_sum, torch.tensor(float(self.tok_sum), device=self.device)])
-        if self.env.world > 1:
-            dist.all_reduce(sums)
-        nll, ntok = sums.tolist()
-        seconds = time.time() - self.interval_start
+        nll, ntok, seconds = self._interval_totals()
         loss = nll / max(ntok, 1)
         metrics = {
             "loss": loss,
@@ -774,13 +770,14 @@ class Trainer:
             if "valid_bleu" in metrics:
                 n = self.cfg.train.valid_bleu_sentences
                 line += f", BLEU {metrics['valid_bleu']:.2f} (greedy, up to {n} sentences)"
-            before = self.best_metric  # another one after valid_bleu_sentences changed
-            if self.best is None or before not in (None, metric) or score > self.best:
+            before = self.best_metric
+            switched = before not in (None, metric)  # valid_bleu_sentences changed on resume
+            if self.best is None or switched or score > self.best:
                 self.best, self.best_metric = score, metric
                 info = {"step": str(self.step), "valid_score": repr(score), "valid_metric": metric}
                 self._save_checkpoint(self.out / "best", info=info)
                 line += f"; new best, saved to {self.out / 'best'}"
-                if before not in (None, metric):
+                if switched:
                     line += f" (by {metric} now; the one before was chosen by {before})"
             self.say(line)
             self.interval_start += time.time() - start  # keep tokens/s about training
@@ -809,17 +806,21 @@ class Trainer:
         info = {"step": str(self.step), **(info or {})}
         save_checkpoint(path, self.model, self.cfg, self.data_dir / "tokenizer.json", state, info)
 
-    def _interval_so_far(self) -> dict:
-        """The log interval's sums over all ranks, saved so that a run resumed between log steps
-        logs the same loss at the next one (skipped updates are the same on every rank)."""
+    def _interval_totals(self) -> tuple[float, int, float]:
+        """(NLL, target tokens) of the log interval summed over all ranks, and its seconds."""
         sums = torch.stack([self.nll_sum, torch.tensor(float(self.tok_sum), device=self.device)])
         if self.env.world > 1:
             dist.all_reduce(sums)
         nll, tokens = sums.tolist()
-        seconds = time.time() - self.interval_start
+        return nll, int(tokens), time.time() - self.interval_start
+
+    def _interval_so_far(self) -> dict:
+        """The log interval's totals, saved so that a run resumed between log steps logs the
+        same loss at the next one (skipped updates are the same on every rank)."""
+        nll, tokens, seconds = self._interval_totals()
         skipped = int(self.bad_total.item())
         grad_norm = float(self.grad_norm) if tokens else None  # of the last update, as logged
-        interval = {"nll": nll, "tokens": int(tokens), "seconds": seconds, "skipped": skipped}
+        interval = {"nll": nll, "tokens": tokens, "seconds": seconds, "skipped": skipped}
         return {**interval, "grad_norm": grad_norm}
 
     def _trainer_state(self, rngs: list[dict], interval: dict) -> dict:
