@@ -559,7 +559,7 @@ def peak_flops(device: torch.device) -> float | None:
 
 def gpu_row(cfg: Config, vocab: int, batches: list[Batch], device, dtype, compile_mode, warmup):
     """Train the model on batches (first `warmup` untimed): tokens/s, peak memory, MFU."""
-    from translate.train import build_optimizer, first_step, maybe_compile, train_step
+    from translate.train import build_optimizer, guarded_step, maybe_compile, train_step
 
     torch._dynamo.reset()  # each row compiles its own model from scratch
     torch.manual_seed(0)
@@ -569,10 +569,10 @@ def gpu_row(cfg: Config, vocab: int, batches: list[Batch], device, dtype, compil
     net, how = maybe_compile(model, compile_mode, device)
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
     t0 = time.perf_counter()
-    for i, b in enumerate(batches[:warmup]):
+    for b in batches[:warmup]:
         args = ([b], optimizer, 1e-4, cfg.train, dtype, scaler)
-        if i == 0 and net is not model:  # compiling happens at the first call
-            _, net, note = first_step(net, model, optimizer, train_step, *args)
+        if net is not model:  # compiling happens at the first call, recompiling after it
+            _, net, note = guarded_step(net, model, optimizer, train_step, *args)
             how = note or how
         else:
             train_step(net, *args)
@@ -613,10 +613,11 @@ def bench_gpu(args: argparse.Namespace) -> dict:
     vocab, warmup = round_vocab(cfg.data.vocab_size), max(args.warmup, 5)
     batches = synthetic_batches(vocab, args.gpu_max_tokens, warmup + args.gpu_steps, 27.0, 256)
     batches = [(*(t.to(device) for t in b[:3]), b[3]) for b in batches]
-    rows = [
-        gpu_row(cfg, vocab, batches, device, dtype, mode, warmup)
-        for dtype, mode in ((torch.bfloat16, "on"), (torch.bfloat16, "off"), (torch.float16, "on"))
-    ]
+    rows = []
+    for dtype, mode in ((torch.bfloat16, "on"), (torch.bfloat16, "off"), (torch.float16, "on")):
+        rows.append(gpu_row(cfg, vocab, batches, device, dtype, mode, warmup))
+        # each row as it is done: a run stopped by its time limit keeps what it measured
+        print(f"gpu row: {json.dumps(rows[-1])}", file=sys.stderr, flush=True)
     return {
         "device": torch.cuda.get_device_name(device),
         "model": dataclasses.asdict(cfg.model) | {"vocab": vocab},

@@ -7,7 +7,8 @@
 #
 #   bash scripts/gpu_check.sh [OUT_DIR]      logs in OUT_DIR (default runs/gpu_check)
 #
-# TEST_LIMIT, BENCH_LIMIT, DEMO_LIMIT (seconds: 180, 180, 150) bound the parts; PYTHON picks the
+# TEST_LIMIT, BENCH_LIMIT, DEMO_LIMIT (seconds: 180, 180, 150) bound the parts (SIGTERM, which
+# the trainer answers by saving, then SIGKILL 20-30 s later); PYTHON picks the
 # interpreter (python3); the demo's data and run go to a temporary folder. Exit status 0 when all
 # parts pass.
 set -uo pipefail
@@ -21,18 +22,18 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
     torch.cuda.get_device_name() if torch.cuda.is_available() else "(no CUDA device)")' |
     tee "$out/device.txt"
 
-timeout "${TEST_LIMIT:-180}" "$py" -m pytest tests/test_gpu.py -q -rs -p no:cacheprovider 2>&1 |
+timeout -k 20 "${TEST_LIMIT:-180}" "$py" -m pytest tests/test_gpu.py -q -rs -p no:cacheprovider 2>&1 |
     tee "$out/pytest.log"
 tests=$?
 
-timeout "${BENCH_LIMIT:-180}" "$py" scripts/benchmark.py --only gpu --gpu-steps 30 --json 2>&1 |
+timeout -k 20 "${BENCH_LIMIT:-180}" "$py" scripts/benchmark.py --only gpu --gpu-steps 30 --json 2>&1 |
     tee "$out/benchmark_gpu.log"
 bench=$?
 
 demo=0
 if "$py" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
     start=$SECONDS
-    TORCH_LOGS=recompiles timeout "${DEMO_LIMIT:-150}" "$py" -m translate.train \
+    TORCH_LOGS=recompiles timeout -k 30 "${DEMO_LIMIT:-150}" "$py" -m translate.train \
         --config configs/demo.yaml --set train.device=cuda --set "data.dir=$work/data" \
         --set "train.out_dir=$work/run" 2>&1 | tee "$out/demo.log"
     demo=$?

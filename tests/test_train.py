@@ -286,20 +286,60 @@ def test_user_errors_are_one_line(tmp_path):
     assert "/proc/no_such_run" in proc.stderr and "train.out_dir" in proc.stderr
 
 
-def test_compile_failure_at_first_call_falls_back_to_eager(tiny_cfg, monkeypatch, capsys):
-    def broken_compile(net, **kw):
-        def fail(*a):
-            raise RuntimeError("inductor exploded")
+@pytest.mark.parametrize("fail_at", [1, 3])
+def test_compile_failure_falls_back_to_eager(tiny_cfg, monkeypatch, capsys, fail_at):
+    """At the first call, where compiling happens, or at a later recompile: the update is
+    redone in eager mode from the same RNG state, so the run equals an eager one."""
+    eager_cfg = tiny_cfg("train.max_steps=4", "train.valid_bleu_sentences=0", "model.dropout=0.3")
+    train_mod.train(eager_cfg)
+    calls = 0
 
-        return fail
+    def compile_failing_at_call(net, **kw):
+        def compiled(*a, **k):
+            nonlocal calls
+            calls += 1
+            if calls == fail_at:
+                raise RuntimeError("inductor exploded")
+            return net(*a, **k)
 
-    monkeypatch.setattr(torch, "compile", broken_compile)
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", compile_failing_at_call)
     # quoted: YAML would read a bare `on` as true
-    cfg = tiny_cfg("train.max_steps=2", "train.compile='on'", "train.valid_bleu_sentences=0")
+    cfg = tiny_cfg(
+        "train.max_steps=4",
+        "train.compile='on'",
+        "train.valid_bleu_sentences=0",
+        "model.dropout=0.3",
+        out="compiled",
+    )
     train_mod.train(cfg)
     out = capsys.readouterr().out
     assert "inductor exploded" in out and "eager" in out
-    assert log_losses(Path(cfg.train.out_dir)).keys() == {1, 2}
+    assert log_losses(Path(cfg.train.out_dir)) == log_losses(Path(eager_cfg.train.out_dir))
+
+
+def test_compiled_model_does_not_recompile_when_lengths_stop_being_equal(monkeypatch):
+    """Dynamo's duck sizing would give a first batch with as many source as target tokens one
+    symbol for both lengths, and compile forward and backward again at the next batch."""
+    from torch._dynamo.testing import CompileCounter
+    from torch.fx.experimental import _config as fx_config
+
+    monkeypatch.setattr(fx_config, "use_duck_shape", True)  # torch's default, restored after
+    counter, real_compile = CompileCounter(), torch.compile
+    monkeypatch.setattr(
+        torch, "compile", lambda net, **kw: real_compile(net, backend=counter, **kw)
+    )
+    torch._dynamo.reset()
+    cfg = load_config(None, ["model.d_model=16", "model.n_heads=2", "model.d_ff=32"])
+    cfg.model.encoder_layers = cfg.model.decoder_layers = 1
+    net, how = train_mod.maybe_compile(Transformer(cfg.model, 40, 0), "on", torch.device("cpu"))
+    assert how == "torch.compile (dynamic shapes)"
+    net(torch.randint(4, 40, (2, 5)), torch.randint(4, 40, (2, 5))).sum().backward()
+    frames = counter.frame_count
+    net(torch.randint(4, 40, (3, 7)), torch.randint(4, 40, (3, 6))).sum().backward()
+    assert counter.frame_count == frames
+    torch._dynamo.reset()
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])

@@ -143,15 +143,23 @@ def maybe_compile(net: nn.Module, mode: str, device: torch.device) -> tuple[nn.M
         return net, f"eager (train.compile={mode})"
     if device.type == "cuda" and torch.cuda.get_device_capability(device) < (7, 0):
         return net, "note: torch.compile needs compute capability >= 7.0 (Triton); running eager"
+    # Without this, sizes that happen to be equal share one symbol: a first batch with as many
+    # target as source tokens compiles a graph for that case alone, and the next batch compiles
+    # the whole forward and backward again
+    from torch.fx.experimental import _config as fx_config  # private, so set softly
+
+    if hasattr(fx_config, "use_duck_shape"):
+        fx_config.use_duck_shape = False
     try:
         return torch.compile(net, dynamic=True), "torch.compile (dynamic shapes)"
     except Exception as e:  # noqa: BLE001 - any compile failure falls back to eager
         return net, f"note: torch.compile failed ({str(e).splitlines()[0]}); running eager"
 
 
-def first_step(net, eager, optimizer, step, *args) -> tuple[object, nn.Module, str | None]:
-    """step(net, *args) for the first call of a compiled net, where compiling happens; if that
-    fails, the same step on `eager` from the same RNG state -> (result, net to go on with, note)."""
+def guarded_step(net, eager, optimizer, step, *args) -> tuple[object, nn.Module, str | None]:
+    """step(net, *args) for a compiled net, which compiles at its first call and recompiles on
+    new guards (a batch of one sentence); if that fails, the same step on `eager` from the same
+    RNG state -> (result, net to go on with, note)."""
     rng = rng_state()
     try:
         return step(net, *args), net, None
@@ -343,7 +351,12 @@ def setup_distributed(device_choice: str) -> tuple[Dist, torch.device]:
     if env.world > 1 and not dist.is_initialized():
         # the other ranks wait at barriers while rank 0 prepares the data (a first WMT14 run:
         # download, BPE, binarizing) or validates: longer than the default 10 minutes
-        dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(hours=1))
+        # device_id binds NCCL to this rank's GPU instead of one guessed from the global rank
+        dist.init_process_group(
+            "nccl" if cuda else "gloo",
+            timeout=datetime.timedelta(hours=1),
+            device_id=device if cuda else None,
+        )
     return env, device
 
 
@@ -381,7 +394,6 @@ class Trainer:
             ddp = nn.parallel.DistributedDataParallel(self.model, ids, broadcast_buffers=False)
             self.ddp = ddp
         self.net, compile_note = maybe_compile(self.ddp or self.model, tc.compile, self.device)
-        self.compile_pending = self.net is not (self.ddp or self.model)
         train_split = load_split(self.data_dir, "train")
         args = (self.env.rank, self.env.world, epoch, pos, self.saved_batches)
         self.batches = Batches(train_split, tc, self.device, *args)
@@ -658,19 +670,18 @@ class Trainer:
         self.interval_start = time.time()
 
     def _update(self, micro: list[Batch]) -> None:
-        """train_step with the scheduled lr; a compile failure at the first call falls back."""
+        """train_step with the scheduled lr; a failing compile or recompile falls back to eager."""
         tc = self.cfg.train
         d_model = self.cfg.model.d_model
         lr = lr_at(self.step, d_model, tc.warmup, tc.lr_scale, tc.decay, self.decay_end)
         args = (micro, self.optimizer, lr, tc, self.amp_dtype, self.scaler, self.ddp)
-        if self.compile_pending:
-            self.compile_pending = False
-            eager = self.ddp or self.model
-            result, self.net, note = first_step(self.net, eager, self.optimizer, train_step, *args)
-            if note:
-                self.say(note)
-            return self._record(result, lr, micro)
-        self._record(train_step(self.net, *args), lr, micro)
+        eager = self.ddp or self.model
+        if self.net is eager:
+            return self._record(train_step(self.net, *args), lr, micro)
+        result, self.net, note = guarded_step(self.net, eager, self.optimizer, train_step, *args)
+        if note:
+            self.say(note)
+        self._record(result, lr, micro)
 
     def _record(self, result: tuple[Tensor, Tensor, Tensor], lr: float, micro: list[Batch]) -> None:
         """Add the update to the log interval's sums (tensors: no host sync on CUDA)."""
