@@ -96,7 +96,9 @@ def prepare(cfg: DataConfig, build: bool = True) -> Path:
 
 
 def _signatures(cfg: DataConfig) -> list[list[Any]]:
-    return [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in input_files(cfg)]
+    """Each input file's resolved path, size and mtime: another spelling of a path is no change."""
+    files = input_files(cfg)
+    return [[os.path.realpath(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
 
 
 def _is_current(out: Path, cfg: DataConfig, inputs: list[list[Any]]) -> bool:
@@ -232,7 +234,7 @@ def _binarize_eval(
             )
             for side, lang in (("src", cfg.src_lang), ("tgt", cfg.tgt_lang))
         }
-        for chunk in tqdm(chunks, desc=split, unit="chunk", leave=False):
+        for chunk in chunks:  # a few thousand lines: no progress bar
             for side, lines in zip(("src", "tgt"), chunk, strict=True):
                 # one line each, also for a dataset row that holds a line break
                 texts[side].writelines(line.replace("\n", " ") + "\n" for line in lines)

@@ -63,7 +63,11 @@ def _find(cfg: DataConfig, split: str, lang: str) -> Path:
     for path in (Path(f"{prefix}.{lang}"), Path(f"{prefix}.{lang}.gz")):
         if path.is_file():
             return path
-    raise DataError(f"file '{prefix}.{lang}' (or '{prefix}.{lang}.gz') does not exist")
+    where = "" if Path(prefix).is_absolute() else f" (that is {Path(prefix).resolve()}.{lang})"
+    raise DataError(
+        f"file '{prefix}.{lang}' (or '{prefix}.{lang}.gz') does not exist{where}; set "
+        f"data.{split}=PREFIX where PREFIX.{cfg.src_lang} and PREFIX.{cfg.tgt_lang} are"
+    )
 
 
 def _open(path: Path) -> BinaryIO:

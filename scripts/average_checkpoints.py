@@ -24,6 +24,8 @@ def checkpoint_dirs(args: argparse.Namespace) -> list[Path]:
         return [Path(d) for d in args.dirs]
     if args.last < 1:
         raise CheckpointError(f"--last must be at least 1 (got {args.last}); e.g. --last 5")
+    if not Path(args.run).is_dir():
+        raise CheckpointError(f"--run '{args.run}' is not a directory; give a train.out_dir")
     dirs = step_checkpoints(args.run)[-args.last :]
     if len(dirs) < args.last:
         raise CheckpointError(
@@ -39,8 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", help="run dir holding step_NNNNNNN checkpoints")
     source.add_argument("--dirs", nargs="+", help="explicit checkpoint dirs")
-    parser.add_argument("--last", type=int, default=5, help="with --run: average the last N")
-    parser.add_argument("--out", required=True, help="new output checkpoint dir, e.g. RUN/avg5")
+    parser.add_argument(
+        "--last", type=int, default=5, help="with --run: average the last N (%(default)s)"
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="output checkpoint dir, e.g. RUN/avg5: a new one, or an earlier average to replace",
+    )
     args = parser.parse_args(argv)
     try:
         dirs = checkpoint_dirs(args)

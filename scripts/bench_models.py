@@ -638,7 +638,11 @@ def print_table(name: str, result: dict) -> None:
     """Scalars as `key: value` lines, `rows` as an aligned table."""
     print(f"== {name}")
     for key, value in result.items():
-        if key != "rows":
+        if isinstance(value, dict):  # a sub-measure: one line per figure
+            print(f"  {key}:")
+            for sub, figure in value.items():
+                print(f"    {sub}: {figure}")
+        elif key != "rows":
             print(f"  {key}: {value}")
     rows = result.get("rows", [])
     if rows:

@@ -1,4 +1,4 @@
-"""Speed benchmarks, one function per section; prints a table per section.
+"""Speed benchmarks, one function per section; prints each section's figures as it ends.
 
   python scripts/benchmark.py [--only data|train|decode|gpu ...] [--json] [--big PREFIX] [--profile]
 
@@ -9,7 +9,8 @@ step and our beam search spend their time.
 
 data: Multi30k preparation time and peak memory (a fresh subprocess), detokenization round trip,
 padding efficiency of length-bucketed vs random batches; with --big PREFIX also a WMT14-sized
-local corpus (PREFIX.de / PREFIX.en; valid/test reuse Multi30k).
+local corpus (PREFIX.de / PREFIX.en; valid/test reuse Multi30k). --multi30k DIR says where the
+corpus is (default: ../shared/data/multi30k beside the checkout, as in configs/multi30k.yaml).
 """
 
 from __future__ import annotations
@@ -31,14 +32,16 @@ sys.path.insert(0, str(ROOT))
 MULTI30K = ROOT.parent / "shared" / "data" / "multi30k"
 
 
-def timed_prepare(overrides: list[str]) -> dict:
+def timed_prepare(corpus: Path, overrides: list[str]) -> dict:
     """Run `python -m data_prep` under /usr/bin/time in a fresh process: seconds and peak RSS."""
     cmd = [sys.executable, "-m", "data_prep", "--config", "configs/multi30k.yaml"]
+    splits = {"train": "train", "valid": "val", "test": "test_2016_flickr"}
+    overrides = [f"data.{k}={corpus / v}" for k, v in splits.items()] + overrides
     cmd += [arg for o in overrides for arg in ("--set", o)]
     start = time.time()
     proc = subprocess.run(["/usr/bin/time", "-v", *cmd], cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode:
-        raise SystemExit(proc.stderr[-2000:])
+    if proc.returncode:  # data_prep's own message, without /usr/bin/time's report
+        raise SystemExit(proc.stderr.split("\tCommand being timed")[0].strip()[-2000:])
     rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
     return {"seconds": round(time.time() - start, 1), "peak_rss_mb": round(rss_kb / 1024)}
 
@@ -79,18 +82,22 @@ def round_trip(data_dir: Path, files: list[Path]) -> dict:
 
 
 def bench_data(args: argparse.Namespace) -> dict:
-    results = {}
+    results, corpus = {}, Path(args.multi30k).resolve()
+    if not (corpus / "train.de").is_file():
+        raise SystemExit(
+            f"error: no Multi30k in '{corpus}' (train.de missing); give --multi30k DIR"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "multi30k"
-        results["multi30k_prepare"] = timed_prepare([f"data.dir={out}"])
-        files = [MULTI30K / f"{s}.{lang}" for s in ("train", "val") for lang in ("de", "en")]
+        results["multi30k_prepare"] = timed_prepare(corpus, [f"data.dir={out}"])
+        files = [corpus / f"{s}.{lang}" for s in ("train", "val") for lang in ("de", "en")]
         results["multi30k_round_trip"] = round_trip(out, files)
         results["multi30k_padding"] = padding(out, 4096)
         if args.big:
             big = Path(tmp) / "big"
             overrides = [f"data.dir={big}", f"data.train={args.big}", "data.vocab_size=37000",
                          "data.max_len=256"]  # fmt: skip
-            results["big_prepare"] = timed_prepare(overrides)
+            results["big_prepare"] = timed_prepare(corpus, overrides)
             manifest = json.loads((big / "manifest.json").read_text())
             results["big_prepare"]["train"] = manifest["splits"]["train"]
             results["big_prepare"]["drops"] = manifest["drops"]
@@ -105,6 +112,9 @@ def main() -> None:
     parser.add_argument("--only", choices=list(SECTIONS), action="append", help="run a section")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument("--big", help="data: prefix of a WMT14-sized corpus (PREFIX.de, PREFIX.en)")
+    parser.add_argument(
+        "--multi30k", default=MULTI30K, help="data: the Multi30k folder (%(default)s)"
+    )
     bench_models.add_args(parser)
     args = parser.parse_args()
     results = {}

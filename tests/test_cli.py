@@ -119,7 +119,7 @@ def test_output_is_written_as_it_goes(tmp_path, monkeypatch, capsys):
     """Each translation is written as soon as it is done: a run stopped by an error keeps the
     lines before it, one per input line."""
 
-    failure = RuntimeError("simulated failure in the third line")
+    failure, fail_at = RuntimeError("simulated failure in the third line"), 2
 
     class Failing:
         def options(self, **opts):
@@ -127,7 +127,7 @@ def test_output_is_written_as_it_goes(tmp_path, monkeypatch, capsys):
 
         def stream(self, lines, opts, progress, total):
             for n, line in enumerate(lines):
-                if n == 2:
+                if n == fail_at:
                     raise failure
                 yield line.upper()
 
@@ -142,6 +142,10 @@ def test_output_is_written_as_it_goes(tmp_path, monkeypatch, capsys):
     assert out.read_text(encoding="utf-8") == "A\nB\n"
     err = capsys.readouterr().err
     assert "input lines 1-2" in err and f"tail -n +3 {src}" in err
+    fail_at = 0  # stopped before the first chunk was done
+    assert cli.main(["--input", str(src), "--output", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert "holds the translations of no line yet" in err and f"tail -n +1 {src}" in err
 
 
 def test_default_checkpoint_is_the_newest_run(tiny_checkpoint, tmp_path):

@@ -236,11 +236,14 @@ def run(args: argparse.Namespace) -> None:
                 out.flush()  # each line as it is done: what a stopped run did is not lost
                 written += 1
         except KeyboardInterrupt:
+            from translate.translator import CHUNK_LINES
+
             if args.output:  # sentences decoded out of order past this point are not written
                 rest = f"tail -n +{written + 1} {args.input}" if args.input else "the rest"
+                done = f"input lines 1-{written}" if written else "no line yet"
                 print(
-                    f"interrupted: '{args.output}' holds the translations of input lines "
-                    f"1-{written}; translate {rest} to go on",
+                    f"interrupted: '{args.output}' holds the translations of {done} (they are "
+                    f"written {CHUNK_LINES:,} lines at a time); translate {rest} to go on",
                     file=sys.stderr,
                 )
             raise
@@ -263,7 +266,7 @@ def build_export_parser() -> argparse.ArgumentParser:
         "CTranslate2. Needs the optional packages: pip install -e .[bench]",
     )
     parser.add_argument("--checkpoint", metavar="DIR", required=True)
-    parser.add_argument("--to", choices=["hf", "ctranslate2"], default="hf")
+    parser.add_argument("--to", choices=["hf", "ctranslate2"], default="hf", help="format (hf)")
     parser.add_argument("out", metavar="OUT", help="output directory")
     return parser
 

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ class DataConfig:
     train: str = ""  # local: path prefix, `data/train` means data/train.de + data/train.en
     valid: str = ""
     test: str = ""
-    dir: str = "data/demo"  # where tokenizer.json, the token arrays and manifest.json go
+    dir: str = "data/default"  # where tokenizer.json, the token arrays and manifest.json go
     vocab_size: int = 8000  # shared BPE vocabulary, rounded up to a multiple of 64
     max_len: int = 128  # training pairs with a longer side (in tokens) are dropped
     max_ratio: float = 3.0  # drop training pairs whose token-length ratio exceeds this
@@ -59,7 +60,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    out_dir: str = "runs/demo"
+    out_dir: str = "runs/default"  # not a config's, so that a run without one clashes with none
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda
     max_tokens: int = 4096  # padded tokens per micro-batch (per side)
@@ -180,7 +181,7 @@ def add_config_args(parser: argparse.ArgumentParser, required: bool = False) -> 
         action="append",
         default=[],
         metavar="SECTION.KEY=VALUE",
-        help="override a config value, e.g. --set train.max_steps=100 (repeatable)",
+        help="override a config value, e.g. --set data.vocab_size=16000 (repeatable)",
     )
 
 
@@ -337,7 +338,24 @@ def save_config(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
 
 
-def data_hash(data: DataConfig) -> str:
-    """Hash of the fields that change prepared data (`dir` itself excluded)."""
+def data_identity(data: DataConfig) -> dict[str, Any]:
+    """The fields that change prepared data (`dir` itself excluded), local corpus paths resolved:
+    `../shared/x` and `/work/shared/x` (or a symlink to it) name the same files."""
     fields = {k: v for k, v in dataclasses.asdict(data).items() if k != "dir"}
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+    if data.source == "local":
+        for split in ("train", "valid", "test"):
+            if fields[split]:
+                fields[split] = os.path.realpath(fields[split])
+    return fields
+
+
+def data_hash(data: DataConfig) -> str:
+    """Hash of data_identity(data)."""
+    text = json.dumps(data_identity(data), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def differences(section: str, then: dict[str, Any], now: dict[str, Any]) -> str:
+    """'section.key: old then, new now' for each key whose value changed, comma-separated."""
+    changed = [k for k in then if then[k] != now.get(k)]
+    return ", ".join(f"{section}.{k}: {then[k]!r} then, {now.get(k)!r} now" for k in changed)

@@ -45,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
         "training ran in)",
     )
     parser.add_argument("--output", "-o", help="write the hypotheses to this file")
-    parser.add_argument("--progress", action="store_true", help="progress bar on stderr")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON summary as last line")
     parser.add_argument("--tokenize", choices=list(BLEU.TOKENIZERS), help="BLEU tokenizer (13a)")
     parser.add_argument("--lowercase", action="store_true", help="case-insensitive BLEU/chrF")
@@ -93,7 +97,7 @@ def read_split(cfg: Config, split: str, root: Path | None = None) -> tuple[list[
     data_dir = Path(data.dir)
     langs = (data.src_lang, data.tgt_lang)
     if not all((data_dir / f"{split}.{lang}").is_file() for lang in langs):
-        print(f"{data_dir} has no {split} text yet; preparing the data...", file=sys.stderr)
+        print(f"{data_dir.resolve()} has no {split} text yet; preparing it...", file=sys.stderr)
         try:
             data_dir = prepare(data)
         except DataError as e:
@@ -153,7 +157,11 @@ def run(args: argparse.Namespace) -> None:
     if not src:
         raise ValueError("the test set is empty; nothing to evaluate")
     start = time.perf_counter()
-    hyps = translator.translate(src, progress=args.progress, **decode_options(args))
+    hyps = translator.translate(
+        src,
+        progress=sys.stderr.isatty() if args.progress is None else args.progress,
+        **decode_options(args),
+    )
     seconds = time.perf_counter() - start
     if args.output:
         Path(args.output).write_text("".join(h + "\n" for h in hyps), encoding="utf-8")

@@ -197,7 +197,8 @@ def hf_to_ctranslate2(hf_dir: str | Path, out_dir: str | Path, quantization: str
 def export(ckpt_dir: str | Path, to: str, out_dir: str | Path) -> Path:
     """`translate export`: to 'hf' or 'ctranslate2'."""
     if load_checkpoint_config(ckpt_dir).model.pre_norm:  # say so before asking for transformers
-        raise ExportError(PRE_NORM)
+        via = "" if to == "hf" else " (the CTranslate2 export is converted from the HF one)"
+        raise ExportError(PRE_NORM + via)
     check_out(ckpt_dir, out_dir)
     _require("transformers").utils.logging.disable_progress_bar()
     if to == "hf":

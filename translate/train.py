@@ -20,7 +20,7 @@ import random
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +62,8 @@ from translate.config import (
     ConfigError,
     TrainConfig,
     add_config_args,
-    data_hash,
+    data_identity,
+    differences,
     load_config,
     parse_duration,
 )
@@ -378,6 +379,7 @@ class Trainer:
         vocab = self.tokenizer.get_vocab_size()
         self.model = Transformer(cfg.model, vocab, PAD_ID).to(self.device)
         self.amp_dtype, why = pick_precision(tc.precision, self.device)
+        why, _, warning = why.partition("; note: ")  # a slow choice: on a line of its own
         fp16 = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler(self.device.type) if fp16 else None
         self.optimizer = build_optimizer(self.model, tc, self.device)
@@ -405,6 +407,8 @@ class Trainer:
             f"{self.env.world} | {why} | {compile_note} | {self.accum} micro-batch(es) of "
             f"<= {tc.max_tokens} tokens per update and rank | {len(train_split):,} train pairs"
         )
+        if warning:
+            self.say(f"warning: {warning}")
 
     def say(self, msg: str) -> None:
         if self.env.main:
@@ -455,14 +459,19 @@ class Trainer:
                 "train.out_dir"
             )
         saved = self.saved_cfg = load_checkpoint_config(last)
-        same = {"model": saved.model == self.cfg.model}
-        same["data"] = data_hash(saved.data) == data_hash(self.cfg.data)
-        same["train.weight_decay"] = (saved.train.weight_decay > 0) == (tc.weight_decay > 0)
-        for section in (name for name, ok in same.items() if not ok):
-            raise CheckpointError(
-                f"'{last}' was trained with other {section} settings; use the same config to "
-                "resume, or a new train.out_dir to start over"
-            )
+        changed = {
+            "model": differences("model", asdict(saved.model), asdict(self.cfg.model)),
+            "data": differences("data", data_identity(saved.data), data_identity(self.cfg.data)),
+        }
+        if (saved.train.weight_decay > 0) != (tc.weight_decay > 0):  # other parameter groups
+            changed["train"] = f"train.weight_decay: {saved.train.weight_decay} then, "
+            changed["train"] += f"{tc.weight_decay} now"
+        for section, what in changed.items():
+            if what:
+                raise CheckpointError(
+                    f"'{last}' was trained with other {section} settings ({what}); use the "
+                    "same config to resume, or a new train.out_dir to start over"
+                )
         return True
 
     def _start_fresh(self) -> tuple[int, int]:
@@ -631,6 +640,7 @@ class Trainer:
             disable=not self.env.main,
             unit="step",
             dynamic_ncols=True,
+            mininterval=0.1 if sys.stderr.isatty() else 10,  # a log file: a redraw every 10 s
         )
         self._reset_interval()
         # the last update's lr and gradient norm, which a record logged before the next one shows
@@ -937,8 +947,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.config is None and int(os.environ.get("RANK", 0)) == 0:
         print(
-            "note: no --config, so the built-in defaults (the base model on the demo corpus) "
-            "with the --set values; an experiment is e.g. --config configs/demo.yaml"
+            "note: no --config, so the built-in defaults (the base model on the demo corpus, "
+            "in runs/default) with the --set values; an experiment is e.g. --config "
+            "configs/demo.yaml"
         )  # on stdout with the trainer's other notes
     try:
         return train(load_config(args.config, args.set))
