@@ -55,6 +55,7 @@ def prepare(cfg: DataConfig, build: bool = True) -> Path:
             "it (the data config or the raw input files differ from rank 0's); on several "
             "machines put data.dir and the raw data.* files on a filesystem they all share"
         )
+    _check_not_overwritten(cfg, out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)  # a half-built dir is never reused
     start, stats, drops = time.time(), Stats(), Counter()
@@ -93,6 +94,22 @@ def prepare(cfg: DataConfig, build: bool = True) -> Path:
     tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, out / "manifest.json")
     return out
+
+
+def _check_not_overwritten(cfg: DataConfig, out: Path) -> None:
+    """Refuse a data.dir where the valid/test text copies would be written over raw input files
+    (`data.dir` the folder that holds `valid.de`, ...): they would be emptied before being read."""
+    written = [
+        out / f"{split}.{lang}"
+        for split in ("valid", "test")
+        for lang in (cfg.src_lang, cfg.tgt_lang)
+    ]
+    for path in input_files(cfg):
+        for copy in (w for w in written if w.exists() and os.path.samefile(w, path)):
+            raise DataError(
+                f"data.dir '{out}' would overwrite the input file '{path}' with its copy "
+                f"'{copy.name}'; give data.dir a folder of its own"
+            )
 
 
 def _signatures(cfg: DataConfig) -> list[list[Any]]:

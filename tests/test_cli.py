@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import subprocess
@@ -213,6 +214,7 @@ def test_invalid_utf8_in_an_argument_is_replaced_not_fatal(tiny_checkpoint):
         ["--max-len-a", "inf"],
         ["--max-len-a=-1"],
         ["--alpha", "nan"],
+        ["--alpha=-1"],
         ["--beta", "inf"],
     ],
 )
@@ -232,7 +234,18 @@ def test_bad_paths_fail_before_decoding_in_one_line(tiny_checkpoint, tmp_path):
     assert_one_line_error(proc, "directory")
     same = str(tmp_path / "." / "in.de")  # the input under another spelling
     assert_one_line_error(run_cli("--checkpoint", ckpt, "--input", str(src), "--output", same))
+    os.link(src, tmp_path / "link.de")  # ... or a hard link of it
+    proc = run_cli("--checkpoint", ckpt, "--input", str(src), "--output", str(tmp_path / "link.de"))
+    assert_one_line_error(proc, "--input")
+    with open(src, "rb") as stdin:  # ... or the file on stdin
+        cmd = [sys.executable, "-m", "translate", "--checkpoint", ckpt, "--output", str(src)]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        proc = subprocess.run(cmd, stdin=stdin, capture_output=True, env=env, timeout=120)
+    assert_one_line_error(proc, "stdin")
     assert src.read_text(encoding="utf-8") == "Hallo\n"  # left as it was
+    gz = tmp_path / "in.de.gz"
+    gz.write_bytes(gzip.compress(b"Hallo\n"))
+    assert_one_line_error(run_cli("--checkpoint", ckpt, "--input", str(gz)), "gzip", "zcat")
 
 
 def test_a_run_directory_as_checkpoint_names_its_checkpoints(tiny_checkpoint, tmp_path):

@@ -55,6 +55,13 @@ def test_overrides_are_typed():
         ("train.seed=4294967296", ["train.seed", "4294967296"]),
         ("train.out_dir=", ["train.out_dir is empty"]),
         ("data.dir= ", ["data.dir is empty"]),
+        ("data.vocab_size=8000000", ["data.vocab_size", "262,144", "8,000,000"]),
+        ("decode.max_len_a=5000", ["decode.max_len_a", "at most 1000", "5000"]),
+        ("decode.max_len_b=2000000", ["decode.max_len_b", "at most 1000000"]),
+        ("data.demo_pairs=yes", ["data.demo_pairs", "expects an int", "True"]),
+        ("train.lr_scale=true", ["train.lr_scale", "expects a float", "True"]),
+        ("train.out_dir=[a, b]", ["train.out_dir", "expects a str", "['a', 'b']"]),
+        ("data.train={x: 1}", ["data.train", "expects a str", "{'x': 1}"]),
     ],
 )
 def test_bad_values_name_the_key(override, words):

@@ -139,3 +139,12 @@ def test_a_line_break_inside_a_dataset_row_keeps_references_aligned(tmp_path, mo
     out = prepare(cfg)
     refs = read_raw_split(out, "valid", "en")
     assert len(refs) == len(load_split(out, "valid")) == 40 and refs[1] == "two lines"
+
+
+def test_a_data_dir_holding_the_raw_valid_files_is_refused_not_emptied(tmp_path):
+    """data.dir gets copies named valid.de, test.en, ...: never over the raw files themselves."""
+    cfg = dataclasses.replace(corpus(tmp_path), dir=str(tmp_path))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(DataError, match="would overwrite the input file .*valid.de"):
+        prepare(cfg)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

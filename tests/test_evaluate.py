@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ import sacrebleu
 import yaml
 
 from translate.config import load_config
-from translate.evaluate import main
+from translate.evaluate import main, metrics
 from translate.translator import Translator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,6 +70,9 @@ def test_output_over_the_source_or_references_is_refused(tiny_checkpoint, tmp_pa
     assert main([*args, "--ref", str(files["ref"]), "--output", str(files[which])]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and f"--{which} file" in err and len(err.splitlines()) == 1
+    os.link(files[which], tmp_path / "link")  # a hard link of it is the same file too
+    assert main([*args, "--ref", str(files["ref"]), "--output", str(tmp_path / "link")]) == 1
+    assert f"--{which} file" in capsys.readouterr().err
     assert files[which].read_bytes() == before
 
 
@@ -167,3 +171,10 @@ def test_a_tokenizer_that_cannot_download_fails_before_decoding(
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and err.startswith("error: ")
     assert "--tokenize flores200" in err and "13a" in err
+
+
+def test_a_tokenizer_without_its_extras_says_what_to_install():
+    if importlib.util.find_spec("MeCab") is not None:
+        pytest.skip("sacrebleu[ja] is installed here")
+    with pytest.raises(ValueError, match=r'pip install "sacrebleu\[ja\]"'):
+        metrics("ja-mecab", lowercase=False)

@@ -127,6 +127,13 @@ def check_input(path: str) -> None:
         raise ValueError(f"input '{path}' is a directory; give a text file, one sentence per line")
     if not Path(path).exists():
         raise ValueError(f"input file '{path}' does not exist")
+    if Path(path).is_file():
+        with open(path, "rb") as f:
+            if f.read(2) == b"\x1f\x8b":
+                raise ValueError(
+                    f"input '{path}' is gzip-compressed; unpack it first (gunzip -k), or pipe "
+                    "it in: zcat FILE | ..."
+                )
 
 
 def count_lines(path: str) -> int | None:
@@ -207,11 +214,13 @@ def run(args: argparse.Namespace) -> None:
     check_output(args.output)
     if args.input:
         check_input(args.input)
-        if same_file(args.output, args.input):
-            raise ValueError(
-                f"--output '{args.output}' is the --input file, which writing would empty before "
-                "it is read; give another output file"
-            )
+    source = args.input or ("-" if not lines_given(args) else None)
+    if same_file(args.output, source):
+        where = "--input" if args.input else "stdin"
+        raise ValueError(
+            f"--output '{args.output}' is the file on {where}, which writing would empty before "
+            "it is read; give another output file"
+        )
     total = count_lines(args.input) if args.input else len(args.text) or None  # progress bar
     translator = load_translator(args)  # before reading stdin: a bad checkpoint fails fast
     opts = translator.options(n_best=args.n_best, **decode_options(args))  # bad options too
@@ -285,8 +294,16 @@ def export_main(argv: list[str]) -> int:
 
 
 def same_file(output: str | None, path: str | None) -> bool:
-    """Whether --output names the file `path` ('-', stdin, is none)."""
-    return bool(output and path and path != "-" and Path(output).resolve() == Path(path).resolve())
+    """Whether --output is the file `path` names ('-': the file on stdin), by device and inode,
+    so through a symlink or a hard link too."""
+    if not output or not path or not os.path.exists(output):
+        return False
+    try:
+        there = os.fstat(sys.stdin.fileno()) if path == "-" else os.stat(path)
+        here = os.stat(output)
+    except (OSError, ValueError, AttributeError):  # no such input, a closed or unreal stdin
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 def report_errors(fn: Callable[..., object], *args: object) -> int:

@@ -133,6 +133,10 @@ def _coerce(value: Any, default: Any, name: str) -> Any:
     try:
         if value is None:  # `key:` with no value in YAML
             raise ValueError(value)
+        if isinstance(value, (list, dict)) and kind is not tuple:  # str() would take them
+            raise ValueError(value)
+        if kind in (int, float) and isinstance(value, bool):  # int(True) is 1
+            raise ValueError(value)
         if kind is bool:
             if isinstance(value, str):
                 if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
@@ -249,11 +253,16 @@ def _validate(cfg: Config) -> None:
             f"model.d_model ({cfg.model.d_model}) must be divisible by model.n_heads "
             f"({cfg.model.n_heads})"
         )
-    if cfg.data.vocab_size < 320:
+    if not 320 <= cfg.data.vocab_size <= MAX_VOCAB:
         raise ConfigError(
-            f"data.vocab_size must be at least 320 (256 byte symbols + 4 special tokens, rounded "
-            f"up to a multiple of 64); got {cfg.data.vocab_size}"
+            f"data.vocab_size must be from 320 (256 byte symbols + 4 special tokens, rounded "
+            f"up to a multiple of 64) to {MAX_VOCAB:,}; got {cfg.data.vocab_size:,}"
         )
+    for key, most in (("max_len_a", 1000), ("max_len_b", 1_000_000)):  # as translate's options
+        if getattr(cfg.decode, key) > most:
+            raise ConfigError(
+                f"decode.{key} must be at most {most}; got {getattr(cfg.decode, key)}"
+            )
     if cfg.model.max_positions < cfg.data.max_len + 1:
         raise ConfigError(
             f"model.max_positions ({cfg.model.max_positions}) must cover data.max_len + 1 "
@@ -280,6 +289,8 @@ def _validate(cfg: Config) -> None:
             "set train.max_steps or train.max_time, or use train.decay=rsqrt"
         )
 
+
+MAX_VOCAB = 1 << 18  # the BPE pads a vocabulary up to its size: a typo would fill memory
 
 # (section.key, lowest allowed value, whether the lowest is allowed): positive counts and sizes,
 # non-negative limits (0 disables), probabilities below 1.

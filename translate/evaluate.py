@@ -120,6 +120,10 @@ def metrics(tokenize: str | None, lowercase: bool) -> tuple[BLEU, CHRF]:
             f"--tokenize {tokenize} needs a model sacreBLEU downloads, which failed ({e}); "
             "offline, use one that needs none (13a, intl, char, zh)"
         ) from None
+    except RuntimeError as e:  # ja-mecab, ko-mecab: their packages are not installed
+        extra = {"ja-mecab": "ja", "ko-mecab": "ko"}.get(tokenize or "")
+        hint = f' (pip install "sacrebleu[{extra}]")' if extra else ""
+        raise ValueError(f"--tokenize {tokenize}: {str(e).strip().splitlines()[0]}{hint}") from None
 
 
 def score(hyps: list[str], refs: list[str], bleu_metric: BLEU, chrf_metric: CHRF) -> dict:

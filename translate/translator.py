@@ -305,9 +305,8 @@ def _check_options(opts: dict, n_best: int, batch_tokens: int) -> None:
     if stop not in STOPS:
         raise ValueError(f"stop must be one of {', '.join(STOPS)}; got '{stop}'")
     for name in ("alpha", "beta", "max_len_a"):  # nan, inf: scores or lengths that mean nothing
-        if not math.isfinite(opts[name]) or (name != "alpha" and opts[name] < 0):
-            kind = "a finite number" if name == "alpha" else "finite and at least 0"
-            raise ValueError(f"{name} must be {kind}; got {opts[name]}")
+        if not math.isfinite(opts[name]) or opts[name] < 0:
+            raise ValueError(f"{name} must be finite and at least 0; got {opts[name]}")
     if not 0 <= opts["max_len_b"] <= 1_000_000:  # the model's positions cap the length anyway
         raise ValueError(f"max_len_b must be between 0 and 1000000; got {opts['max_len_b']}")
     if opts["max_len_a"] > 1000:
