@@ -294,3 +294,12 @@ def test_every_entry_point_prints_its_versions(module):
     line = proc.stdout.strip()
     assert line.startswith("translate ") and f"torch {torch.__version__}" in line, line
     assert f"Python {sys.version.split()[0]}" in line and "\n" not in line
+
+
+def test_same_file_is_about_regular_files(tmp_path):
+    text = tmp_path / "a.de"
+    text.write_text("Hallo\n", encoding="utf-8")
+    os.link(text, tmp_path / "b.de")
+    assert cli.same_file(str(tmp_path / "b.de"), str(text))
+    assert not cli.same_file(str(tmp_path / "new.en"), str(text))  # not there yet
+    assert not cli.same_file(os.devnull, os.devnull)  # -o /dev/null < /dev/null empties nothing

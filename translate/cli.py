@@ -294,9 +294,9 @@ def export_main(argv: list[str]) -> int:
 
 
 def same_file(output: str | None, path: str | None) -> bool:
-    """Whether --output is the file `path` names ('-': the file on stdin), by device and inode,
-    so through a symlink or a hard link too."""
-    if not output or not path or not os.path.exists(output):
+    """Whether --output is the regular file `path` names ('-': the file on stdin), by device and
+    inode, so through a symlink or a hard link too (/dev/null in and out is no clash)."""
+    if not output or not path or not os.path.isfile(output):
         return False
     try:
         there = os.fstat(sys.stdin.fileno()) if path == "-" else os.stat(path)
