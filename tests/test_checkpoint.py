@@ -90,7 +90,7 @@ def test_round_trip_and_tied_embedding_stored_once(tok_file, tmp_path):
 
 
 DAMAGES = ["no_dir", "no_weights", "corrupt", "other_tokenizer", "config", "nan", "missing"]
-DAMAGES += ["swapped_tokenizer", "empty_config", "comment_config"]
+DAMAGES += ["swapped_tokenizer", "empty_config", "comment_config", "edited_config"]
 
 
 @pytest.mark.parametrize("damage", DAMAGES)
@@ -108,6 +108,9 @@ def test_broken_checkpoints_raise_one_line_errors(tok_file, tmp_path, damage):
         write_tokenizer(ckpt / "tokenizer.json", vocab_size=384)
     elif damage == "swapped_tokenizer":  # same vocabulary size: only the fingerprint tells
         swap_tokens(tok_file, ckpt / "tokenizer.json")
+    elif damage == "edited_config":  # the same tensor shapes: only the recorded config tells
+        text = (ckpt / "config.yaml").read_text().replace("n_heads: 2", "n_heads: 4")
+        (ckpt / "config.yaml").write_text(text)
     elif damage in ("empty_config", "comment_config"):  # never silently all defaults
         (ckpt / "config.yaml").write_text("" if damage == "empty_config" else "  \n# none\n")
     elif damage in ("nan", "missing"):  # a readable file with a NaN weight, or one tensor fewer
@@ -129,15 +132,19 @@ def test_broken_checkpoints_raise_one_line_errors(tok_file, tmp_path, damage):
         assert "not the tokenizer this model was trained with" in str(err.value)
         with pytest.raises(CheckpointError, match="not the tokenizer"):
             Translator.load(ckpt, device="cpu")
-    if damage.endswith("_config"):
+    if damage in ("empty_config", "comment_config"):
         assert "config.yaml is empty" in str(err.value)
+    if damage == "edited_config":
+        assert "changed after the weights were saved (model.n_heads: 2 then, 4 now)" in str(
+            err.value
+        )
 
 
-def test_checkpoint_without_tokenizer_fingerprint_still_loads(tok_file, tmp_path):
+def test_checkpoint_without_fingerprints_still_loads(tok_file, tmp_path):
     model, cfg = tiny_model()
     ckpt = save_checkpoint(tmp_path / "ckpt", model, cfg, tok_file)
     with safetensors.safe_open(ckpt / "model.safetensors", framework="pt") as f:
-        assert set(f.metadata()) == {"format", "tokenizer_sha256"}
+        assert set(f.metadata()) == {"format", "tokenizer_sha256", "model"}
     weights = safetensors.torch.load_file(ckpt / "model.safetensors")
     safetensors.torch.save_file(weights, ckpt / "model.safetensors", metadata={"format": "pt"})
     swap_tokens(tok_file, ckpt / "tokenizer.json")  # undetectable without a fingerprint

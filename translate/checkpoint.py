@@ -21,7 +21,9 @@ leftovers. Step checkpoints are renamed to `.NAME.del-PID` before they are delet
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import json
 import os
 import pickle
 import random
@@ -36,7 +38,14 @@ import torch
 import yaml
 from torch import nn
 
-from translate.config import Config, ConfigError, load_config, save_config
+from translate.config import (
+    Config,
+    ConfigError,
+    ModelConfig,
+    differences,
+    load_config,
+    save_config,
+)
 
 MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE, STATE_FILE = (
     "model.safetensors",
@@ -141,7 +150,7 @@ def save_checkpoint(
     """Write model weights, config, tokenizer (and trainer state) atomically into `ckpt_dir`;
     `info` (e.g. the step) goes into the safetensors metadata, read by `checkpoint_info`."""
     with atomic_dir(ckpt_dir) as tmp:
-        metadata = {**(info or {}), **_metadata(Path(tokenizer_file))}
+        metadata = {**(info or {}), **_metadata(Path(tokenizer_file), cfg.model)}
         safetensors.torch.save_model(model, str(tmp / MODEL_FILE), metadata=metadata)
         save_config(cfg, tmp / CONFIG_FILE)
         shutil.copyfile(tokenizer_file, tmp / TOKENIZER_FILE)
@@ -154,9 +163,25 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _metadata(tokenizer_file: Path) -> dict[str, str]:
-    """safetensors metadata: the format and the fingerprint of the tokenizer the weights go with."""
-    return {"format": "pt", "tokenizer_sha256": _sha256(tokenizer_file)}
+def _metadata(tokenizer_file: Path, model_cfg: ModelConfig) -> dict[str, str]:
+    """safetensors metadata: the format, the fingerprint of the tokenizer the weights go with and
+    the model config they were saved with (config.yaml edited later would rebuild another model
+    whose tensors may still fit: n_heads, pre_norm)."""
+    model = json.dumps(dataclasses.asdict(model_cfg), sort_keys=True)
+    return {"format": "pt", "tokenizer_sha256": _sha256(tokenizer_file), "model": model}
+
+
+def _check_model_config(ckpt_dir: Path, model_cfg: ModelConfig) -> None:
+    """CheckpointError if config.yaml's model section is not the one the weights were saved with."""
+    stored = _read_header(ckpt_dir / MODEL_FILE)[1].get("model")
+    if stored is None:  # older checkpoints did not record it
+        return
+    changed = differences("model", json.loads(stored), dataclasses.asdict(model_cfg))
+    if changed:
+        raise CheckpointError(
+            f"'{ckpt_dir / CONFIG_FILE}' was changed after the weights were saved ({changed}); "
+            "put back the saved values"
+        )
 
 
 def checkpoint_info(ckpt_dir: str | Path) -> dict[str, str]:
@@ -274,6 +299,7 @@ def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu"):
     ckpt_dir = Path(ckpt_dir)
     _require(ckpt_dir, MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE)
     cfg = load_checkpoint_config(ckpt_dir)
+    _check_model_config(ckpt_dir, cfg.model)
     _check_tokenizer(ckpt_dir)
     try:
         tokenizer = load_tokenizer(ckpt_dir / TOKENIZER_FILE)
@@ -431,7 +457,7 @@ def average_checkpoints(dirs: list[Path], out_dir: str | Path) -> Path:
             total[k] = total[k] + v.double() if k in total else v.double()
     avg = {k: (v / len(dirs)).to(ref[k].dtype) for k, v in total.items()}
     with atomic_dir(out_dir) as tmp:
-        metadata = _metadata(dirs[-1] / TOKENIZER_FILE)
+        metadata = _metadata(dirs[-1] / TOKENIZER_FILE, load_checkpoint_config(dirs[-1]).model)
         safetensors.torch.save_file(avg, str(tmp / MODEL_FILE), metadata=metadata)
         shutil.copyfile(dirs[-1] / CONFIG_FILE, tmp / CONFIG_FILE)
         shutil.copyfile(dirs[-1] / TOKENIZER_FILE, tmp / TOKENIZER_FILE)

@@ -368,5 +368,5 @@ def data_hash(data: DataConfig) -> str:
 
 def differences(section: str, then: dict[str, Any], now: dict[str, Any]) -> str:
     """'section.key: old then, new now' for each key whose value changed, comma-separated."""
-    changed = [k for k in then if then[k] != now.get(k)]
-    return ", ".join(f"{section}.{k}: {then[k]!r} then, {now.get(k)!r} now" for k in changed)
+    changed = [k for k in then if k in now and then[k] != now[k]]
+    return ", ".join(f"{section}.{k}: {then[k]!r} then, {now[k]!r} now" for k in changed)
