@@ -303,3 +303,20 @@ def test_same_file_is_about_regular_files(tmp_path):
     assert cli.same_file(str(tmp_path / "b.de"), str(text))
     assert not cli.same_file(str(tmp_path / "new.en"), str(text))  # not there yet
     assert not cli.same_file(os.devnull, os.devnull)  # -o /dev/null < /dev/null empties nothing
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 bytes."),
+        MemoryError(),
+    ],
+)
+def test_running_out_of_memory_says_what_to_lower(capsys, error):
+    def decode():
+        raise error
+
+    assert cli.report_errors(decode) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.splitlines()) == 1
+    assert "(try a smaller --batch-tokens or --beam)" in err

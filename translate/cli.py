@@ -315,12 +315,13 @@ def report_errors(fn: Callable[..., object], *args: object) -> int:
     except BrokenPipeError:  # e.g. `translate < in.de | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except (ValueError, OSError, RuntimeError) as e:
+    except (ValueError, OSError, RuntimeError, MemoryError) as e:
         if os.environ.get("TRANSLATE_DEBUG"):
             raise
         message = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        if type(e).__name__ == "OutOfMemoryError":
-            message += " (try a smaller --batch-tokens)"
+        memory = isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError"
+        if memory or "can't allocate memory" in message:  # torch's CPU allocator says so
+            message += " (try a smaller --batch-tokens or --beam)"
         print(f"error: {message}", file=sys.stderr)
         return 1
     return 0
