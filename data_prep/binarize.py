@@ -56,7 +56,18 @@ def prepare(cfg: DataConfig, build: bool = True) -> Path:
             "machines put data.dir and the raw data.* files on a filesystem they all share"
         )
     _check_not_overwritten(cfg, out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _build(cfg, out, inputs)
+    except BaseException:
+        if created:  # a first build that failed (offline, say) leaves no half-built folder
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _build(cfg: DataConfig, out: Path, inputs: list[list[Any]]) -> Path:
+    """Tokenizer, token arrays, raw valid/test text, then manifest.json last (the commit)."""
     (out / "manifest.json").unlink(missing_ok=True)  # a half-built dir is never reused
     start, stats, drops = time.time(), Stats(), Counter()
     sample, n_sample = _tokenizer_sample(cfg, stats)

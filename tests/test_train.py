@@ -705,3 +705,16 @@ def test_a_killed_step_checkpoint_save_leaves_nothing_behind(tiny_cfg):
     (leftover / "model.safetensors").write_bytes(b"half")
     train_mod.train(tiny_cfg("train.max_steps=3", "train.valid_bleu_sentences=0"))
     assert not leftover.exists()
+
+
+def test_a_failed_first_data_preparation_leaves_no_empty_folders(tiny_cfg, tmp_path, monkeypatch):
+    import datasets
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'wmt14' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    cfg = tiny_cfg("data.source=wmt14", f"data.dir={tmp_path / 'new' / 'data'}")
+    with pytest.raises(DataError, match="wmt14"):
+        train_mod.train(cfg)
+    assert not Path(cfg.train.out_dir).exists() and not Path(cfg.data.dir).exists()

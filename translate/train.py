@@ -371,9 +371,16 @@ class Trainer:
         self.signum: int | None = None  # the signal this process received, if any
         if self.out.exists() and not self.out.is_dir():
             raise ConfigError(f"train.out_dir '{self.out}' is a file; give a directory path")
-        self.out.mkdir(parents=True, exist_ok=True)
-        resuming = self._check_resumable()  # before prepare() rewrites a shared data.dir
-        self.data_dir = self._prepare()
+        created = not self.out.exists()
+        self.out.mkdir(parents=True, exist_ok=True)  # a bad out_dir fails before a long prepare
+        try:
+            resuming = self._check_resumable()  # before prepare() rewrites a shared data.dir
+            self.data_dir = self._prepare()
+        except BaseException:
+            if created and self.env.main:  # e.g. offline: no empty run folder left behind
+                with contextlib.suppress(OSError):  # not empty: rmdir leaves it
+                    self.out.rmdir()
+            raise
         self.tokenizer = load_tokenizer(self.data_dir)
         random.seed(tc.seed), np.random.seed(tc.seed), torch.manual_seed(tc.seed)
         vocab = self.tokenizer.get_vocab_size()
