@@ -35,7 +35,7 @@ from data_prep.sources import (
     sample_split,
 )
 from data_prep.tokenizer import PieceEncoder, train_tokenizer
-from translate.config import DataConfig, data_hash
+from translate.config import DataConfig, data_hash, resolved
 
 FORMAT = 1  # bump when the on-disk layout changes (invalidates every cache)
 
@@ -108,25 +108,27 @@ def _build(cfg: DataConfig, out: Path, inputs: list[list[Any]]) -> Path:
 
 
 def _check_not_overwritten(cfg: DataConfig, out: Path) -> None:
-    """Refuse a data.dir where the valid/test text copies would be written over raw input files
-    (`data.dir` the folder that holds `valid.de`, ...): they would be emptied before being read."""
-    written = [
-        out / f"{split}.{lang}"
-        for split in ("valid", "test")
-        for lang in (cfg.src_lang, cfg.tgt_lang)
-    ]
-    for path in input_files(cfg):
-        for copy in (w for w in written if w.exists() and os.path.samefile(w, path)):
-            raise DataError(
-                f"data.dir '{out}' would overwrite the input file '{path}' with its copy "
-                f"'{copy.name}'; give data.dir a folder of its own"
-            )
+    """Refuse a data.dir where the raw corpus lies under the names of the valid/test copies it
+    gets (`valid.de`, ...): those would be written over the raw files, or for `.gz` ones be read
+    in their place by the next run. By name, so that the answer never changes between runs."""
+    if cfg.source != "local":
+        return
+    langs = (cfg.src_lang, cfg.tgt_lang)
+    copies = {resolved(out / f"{split}.{lang}") for split in ("valid", "test") for lang in langs}
+    for split in SPLITS:
+        prefix = getattr(cfg, split)
+        for lang in langs:
+            if prefix and resolved(f"{prefix}.{lang}") in copies:
+                raise DataError(
+                    f"data.dir '{out}' is where data.{split} lies ('{prefix}.{lang}'), which the "
+                    "prepared data's own copy would replace; give data.dir a folder of its own"
+                )
 
 
 def _signatures(cfg: DataConfig) -> list[list[Any]]:
-    """Each input file's resolved path, size and mtime: another spelling of a path is no change."""
+    """Each input file's path (as data_hash has it), size and mtime."""
     files = input_files(cfg)
-    return [[os.path.realpath(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    return [[resolved(p, cfg.dir), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
 
 
 def _is_current(out: Path, cfg: DataConfig, inputs: list[list[Any]]) -> bool:

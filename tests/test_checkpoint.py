@@ -306,6 +306,30 @@ def test_average_refuses_an_out_it_would_destroy(run, capsys, target):
     assert sorted(str(p.relative_to(run)) for p in run.rglob("*")) == before
 
 
+def test_average_refuses_an_edited_config(run, capsys):
+    """Each input's config.yaml must be the one its weights were saved with: the average would
+    otherwise record the edited one as its own."""
+    for step in ("step_0000100", "step_0000200"):
+        config = run / step / "config.yaml"
+        config.write_text(config.read_text().replace("n_heads: 2", "n_heads: 4"))
+    code, err = average(capsys, "--run", run, "--last", 2, "--out", run / "avg")
+    assert code == 1 and "changed after the weights were saved (model.n_heads: 2 then, 4" in err
+    assert not (run / "avg").exists()
+
+
+def test_an_edited_dropout_or_max_positions_still_loads(tok_file, tmp_path):
+    """They do not change what the weights mean: the sinusoid table is not saved."""
+    model, cfg = tiny_model()
+    ckpt = save_checkpoint(tmp_path / "ckpt", model, cfg, tok_file)
+    text = (ckpt / "config.yaml").read_text()
+    text = text.replace("dropout: 0.1", "dropout: 0.3").replace(
+        "max_positions: 128", "max_positions: 512"
+    )
+    (ckpt / "config.yaml").write_text(text)
+    loaded, cfg2, _ = load_model(ckpt)
+    assert (cfg2.model.dropout, cfg2.model.max_positions) == (0.3, 512)
+
+
 def test_average_replaces_an_earlier_average(run, capsys):
     assert average(capsys, "--run", run, "--last", 1, "--out", run / "avg")[0] == 0
     assert average(capsys, "--run", run, "--last", 2, "--out", run / "avg") == (0, "")

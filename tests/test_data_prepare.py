@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import os
+import shutil
 import unicodedata
 
 import numpy as np
@@ -141,10 +143,28 @@ def test_a_line_break_inside_a_dataset_row_keeps_references_aligned(tmp_path, mo
     assert len(refs) == len(load_split(out, "valid")) == 40 and refs[1] == "two lines"
 
 
-def test_a_data_dir_holding_the_raw_valid_files_is_refused_not_emptied(tmp_path):
-    """data.dir gets copies named valid.de, test.en, ...: never over the raw files themselves."""
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_data_dir_holding_the_raw_valid_files_is_refused_not_emptied(tmp_path, gz):
+    """data.dir gets copies named valid.de, test.en, ...: never over the raw files themselves, nor
+    beside raw .gz ones, which the next run would then read in their place."""
     cfg = dataclasses.replace(corpus(tmp_path), dir=str(tmp_path))
+    if gz:
+        for path in tmp_path.glob("*.*"):
+            path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
+            path.unlink()
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    with pytest.raises(DataError, match="would overwrite the input file .*valid.de"):
+    with pytest.raises(DataError, match=r"is where data.valid lies .*valid.de'\), which"):
         prepare(cfg)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_a_tree_moved_with_its_corpus_keeps_its_prepared_data(tmp_path):
+    (tmp_path / "a").mkdir()
+    out = prepare(corpus(tmp_path / "a"))
+    manifest = (out / "manifest.json").read_bytes()
+    shutil.copytree(tmp_path / "a", tmp_path / "b")  # copy2 keeps the files' mtimes
+    moved = corpus(tmp_path / "b")  # rewrites the raw files: give them their old mtimes back
+    for path in (tmp_path / "a").glob("*.*"):
+        shutil.copystat(path, tmp_path / "b" / path.name)
+    assert prepare(moved) == tmp_path / "b" / "out"
+    assert (tmp_path / "b" / "out" / "manifest.json").read_bytes() == manifest  # not rebuilt

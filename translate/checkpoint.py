@@ -163,16 +163,21 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+# What the weights mean: a config.yaml edited in these (n_heads, pre_norm: every tensor keeps its
+# shape) would rebuild another model around them. Dropout and max_positions (the sinusoid table is
+# not saved) may change.
+ARCHITECTURE = ("d_model", "n_heads", "d_ff", "encoder_layers", "decoder_layers", "pre_norm")
+
+
 def _metadata(tokenizer_file: Path, model_cfg: ModelConfig) -> dict[str, str]:
     """safetensors metadata: the format, the fingerprint of the tokenizer the weights go with and
-    the model config they were saved with (config.yaml edited later would rebuild another model
-    whose tensors may still fit: n_heads, pre_norm)."""
-    model = json.dumps(dataclasses.asdict(model_cfg), sort_keys=True)
+    the model ARCHITECTURE they were saved with."""
+    model = json.dumps({k: getattr(model_cfg, k) for k in ARCHITECTURE}, sort_keys=True)
     return {"format": "pt", "tokenizer_sha256": _sha256(tokenizer_file), "model": model}
 
 
-def _check_model_config(ckpt_dir: Path, model_cfg: ModelConfig) -> None:
-    """CheckpointError if config.yaml's model section is not the one the weights were saved with."""
+def check_model_config(ckpt_dir: Path, model_cfg: ModelConfig) -> None:
+    """CheckpointError if config.yaml's ARCHITECTURE is not the one the weights were saved in."""
     stored = _read_header(ckpt_dir / MODEL_FILE)[1].get("model")
     if stored is None:  # older checkpoints did not record it
         return
@@ -299,7 +304,7 @@ def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu"):
     ckpt_dir = Path(ckpt_dir)
     _require(ckpt_dir, MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE)
     cfg = load_checkpoint_config(ckpt_dir)
-    _check_model_config(ckpt_dir, cfg.model)
+    check_model_config(ckpt_dir, cfg.model)
     _check_tokenizer(ckpt_dir)
     try:
         tokenizer = load_tokenizer(ckpt_dir / TOKENIZER_FILE)
@@ -415,6 +420,7 @@ def _check_inputs(dirs: list[Path], out: Path) -> None:
                 "checkpoints trained with one tokenizer (one run)"
             )
         theirs = load_checkpoint_config(d).model
+        check_model_config(d, theirs)
         model = model or theirs
         if theirs != model:
             raise CheckpointError(  # n_heads, pre_norm, ...: tensors of the same shapes

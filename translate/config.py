@@ -349,20 +349,32 @@ def save_config(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
 
 
-def data_identity(data: DataConfig) -> dict[str, Any]:
-    """The fields that change prepared data (`dir` itself excluded), local corpus paths resolved:
-    `../shared/x` and `/work/shared/x` (or a symlink to it) name the same files."""
+def data_identity(data: DataConfig, base: str | None = None) -> dict[str, Any]:
+    """The fields that change prepared data (`dir` itself excluded). Local corpus paths are
+    resolved (`..`, symlinks), and made relative to the resolved `base` where given."""
     fields = {k: v for k, v in dataclasses.asdict(data).items() if k != "dir"}
     if data.source == "local":
         for split in ("train", "valid", "test"):
             if fields[split]:
-                fields[split] = os.path.realpath(fields[split])
+                fields[split] = resolved(fields[split], base)
     return fields
 
 
+def resolved(path: str | Path, base: str | Path | None = None) -> str:
+    """`path` with symlinks and `..` resolved, relative to the resolved `base` where given."""
+    path = os.path.realpath(path)
+    if base is None:
+        return path
+    try:
+        return os.path.relpath(path, os.path.realpath(base))
+    except ValueError:  # another drive (Windows): no relative path
+        return path
+
+
 def data_hash(data: DataConfig) -> str:
-    """Hash of data_identity(data)."""
-    text = json.dumps(data_identity(data), sort_keys=True)
+    """The prepared data's cache key: data_identity relative to data.dir, so that a tree moved
+    with its corpus, or a shared filesystem mounted elsewhere, keeps its prepared data."""
+    text = json.dumps(data_identity(data, data.dir), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

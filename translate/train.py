@@ -45,6 +45,7 @@ from data_prep import (
 from translate.checkpoint import (
     STATE_FILE,
     CheckpointError,
+    check_model_config,
     checkpoint_info,
     discard_removed,
     load_checkpoint_config,
@@ -403,6 +404,7 @@ class Trainer:
             ddp = nn.parallel.DistributedDataParallel(self.model, ids, broadcast_buffers=False)
             self.ddp = ddp
         self.net, compile_note = maybe_compile(self.ddp or self.model, tc.compile, self.device)
+        self.guard_compile = True  # see _update
         train_split = load_split(self.data_dir, "train")
         args = (self.env.rank, self.env.world, epoch, pos, self.saved_batches)
         self.batches = Batches(train_split, tc, self.device, *args)
@@ -466,6 +468,7 @@ class Trainer:
                 "train.out_dir"
             )
         saved = self.saved_cfg = load_checkpoint_config(last)
+        check_model_config(last, saved.model)
         changed = {
             "model": differences("model", asdict(saved.model), asdict(self.cfg.model)),
             "data": differences("data", data_identity(saved.data), data_identity(self.cfg.data)),
@@ -693,8 +696,12 @@ class Trainer:
         lr = lr_at(self.step, d_model, tc.warmup, tc.lr_scale, tc.decay, self.decay_end)
         args = (micro, self.optimizer, lr, tc, self.amp_dtype, self.scaler, self.ddp)
         eager = self.ddp or self.model
-        if self.net is eager:
+        if self.net is eager or not self.guard_compile:
             return self._record(train_step(self.net, *args), lr, micro)
+        # With several ranks only the first call is guarded: a recompile failing on one rank
+        # alone would repeat train_step's token all-reduce there and hang the others, so it
+        # stops the job instead
+        self.guard_compile = self.env.world == 1
         result, self.net, note = guarded_step(self.net, eager, self.optimizer, train_step, *args)
         if note:
             self.say(note)
