@@ -401,8 +401,9 @@ def _out_dir_problem(out: Path, dirs: list[Path]) -> str | None:
     return None
 
 
-def _check_inputs(dirs: list[Path], out: Path) -> None:
-    """Complete checkpoints with one tokenizer, and an `out` that destroys none of them."""
+def _check_inputs(dirs: list[Path], out: Path) -> ModelConfig:
+    """Complete checkpoints of one model and tokenizer, and an `out` that destroys none of
+    them -> their model config."""
     problem = _out_dir_problem(out, dirs)
     if problem:
         raise CheckpointError(
@@ -427,6 +428,7 @@ def _check_inputs(dirs: list[Path], out: Path) -> None:
                 f"'{d / CONFIG_FILE}' describes another model than '{dirs[0] / CONFIG_FILE}'; "
                 "average checkpoints of one run"
             )
+    return model
 
 
 def _read_weights(d: Path, ref: dict[str, torch.Tensor], ref_dir: Path) -> dict[str, torch.Tensor]:
@@ -453,7 +455,7 @@ def average_checkpoints(dirs: list[Path], out_dir: str | Path) -> Path:
     if not dirs:
         raise CheckpointError("no checkpoints to average")
     dirs, out_dir = [Path(d) for d in dirs], Path(out_dir)
-    _check_inputs(dirs, out_dir)
+    model_cfg = _check_inputs(dirs, out_dir)
     ref: dict[str, torch.Tensor] = {}  # the first checkpoint's tensors: names, shapes, dtypes
     total: dict[str, torch.Tensor] = {}
     for d in dirs:
@@ -463,7 +465,7 @@ def average_checkpoints(dirs: list[Path], out_dir: str | Path) -> Path:
             total[k] = total[k] + v.double() if k in total else v.double()
     avg = {k: (v / len(dirs)).to(ref[k].dtype) for k, v in total.items()}
     with atomic_dir(out_dir) as tmp:
-        metadata = _metadata(dirs[-1] / TOKENIZER_FILE, load_checkpoint_config(dirs[-1]).model)
+        metadata = _metadata(dirs[-1] / TOKENIZER_FILE, model_cfg)
         safetensors.torch.save_file(avg, str(tmp / MODEL_FILE), metadata=metadata)
         shutil.copyfile(dirs[-1] / CONFIG_FILE, tmp / CONFIG_FILE)
         shutil.copyfile(dirs[-1] / TOKENIZER_FILE, tmp / TOKENIZER_FILE)

@@ -258,7 +258,7 @@ def _validate(cfg: Config) -> None:
             f"data.vocab_size must be from 320 (256 byte symbols + 4 special tokens, rounded "
             f"up to a multiple of 64) to {MAX_VOCAB:,}; got {cfg.data.vocab_size:,}"
         )
-    for key, most in (("max_len_a", 1000), ("max_len_b", 1_000_000)):  # as translate's options
+    for key, most in DECODE_MOST.items():
         if getattr(cfg.decode, key) > most:
             raise ConfigError(
                 f"decode.{key} must be at most {most}; got {getattr(cfg.decode, key)}"
@@ -291,6 +291,9 @@ def _validate(cfg: Config) -> None:
 
 
 MAX_VOCAB = 1 << 18  # the BPE pads a vocabulary up to its size: a typo would fill memory
+# Output length limits, for the config's decode section and translate's options alike (the
+# model's positions cap the length anyway)
+DECODE_MOST = {"max_len_a": 1000, "max_len_b": 1_000_000}
 
 # (section.key, lowest allowed value, whether the lowest is allowed): positive counts and sizes,
 # non-negative limits (0 disables), probabilities below 1.

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from data_prep import BOS_ID, EOS_ID, PAD_ID, load_tokenizer, never_emitted
+from data_prep import BOS_ID, EOS_ID, PAD_ID, never_emitted
 from translate.checkpoint import atomic_dir, load_checkpoint_config, load_model
 from translate.model import Transformer
 from translate.search import NEVER_EMITTED
@@ -161,9 +161,9 @@ def hf_tokenizer(tokenizer_file: str | Path):
 
 def export_hf(ckpt_dir: str | Path, out_dir: str | Path) -> Path:
     """Write checkpoint `ckpt_dir` as a MarianMTModel directory `out_dir` (model + tokenizer)."""
-    model, _, _ = load_model(ckpt_dir)
+    model, _, tokenizer = load_model(ckpt_dir)
     tokenizer_file = Path(ckpt_dir) / "tokenizer.json"
-    marian = to_marian(model, never_emitted(load_tokenizer(tokenizer_file)))
+    marian = to_marian(model, never_emitted(tokenizer))
     with atomic_dir(out_dir) as tmp:  # a failed export leaves an earlier one as it was
         marian.save_pretrained(tmp)
         hf_tokenizer(tokenizer_file).save_pretrained(tmp)

@@ -97,9 +97,10 @@ def lr_at(
     return peak * (left if decay == "linear" else 0.5 * (1 - math.cos(math.pi * left)))
 
 
-def pick_precision(choice: str, device: torch.device) -> tuple[torch.dtype | None, str]:
-    """-> (autocast dtype or None for fp32, one-line reason). Enables TF32 on capability >= 8.0
-    unless fp32 was asked for by name (then matmuls stay exact fp32)."""
+def pick_precision(choice: str, device: torch.device) -> tuple[torch.dtype | None, str, str]:
+    """-> (autocast dtype or None for fp32, one-line reason, a warning where the choice is slow
+    here, else ''). Enables TF32 on capability >= 8.0 unless fp32 was asked for by name (then
+    matmuls stay exact fp32)."""
     cap = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
     if cap and cap >= (8, 0):  # TF32 matmuls for whatever stays in fp32
         torch.set_float32_matmul_precision("highest" if choice == "fp32" else "high")
@@ -107,25 +108,23 @@ def pick_precision(choice: str, device: torch.device) -> tuple[torch.dtype | Non
         if cap is None:
             fast = cpu_fast_bf16()
             hint = f"; this CPU has {fast}: train.precision=bf16 trains faster" if fast else ""
-            return None, f"precision fp32 (auto: no CUDA device{hint})"
+            return None, f"precision fp32 (auto: no CUDA device{hint})", ""
         if cap >= (8, 0):
-            return (
-                torch.bfloat16,
-                f"precision bf16 + TF32 (auto: compute capability {cap[0]}.{cap[1]})",
-            )
+            why = f"precision bf16 + TF32 (auto: compute capability {cap[0]}.{cap[1]})"
+            return torch.bfloat16, why, ""
         why = f"auto: compute capability {cap[0]}.{cap[1]} has no fast bf16"
-        return torch.float16, f"precision fp16 + GradScaler ({why})"
+        return torch.float16, f"precision fp16 + GradScaler ({why})", ""
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[choice]
-    why = f"precision {choice} (train.precision={choice})"
+    why, warning = f"precision {choice} (train.precision={choice})", ""
     if choice == "fp16" and cap is None:  # runs (the tests take the GradScaler path so), slowly
-        why += "; note: CPUs have no fast fp16, so it trains many times slower than fp32"
+        warning = "CPUs have no fast fp16, so it trains many times slower than fp32"
     if choice == "bf16" and cap is None and ONEDNN_X86 and not ONEDNN_BF16:
         # With neither, torch falls back to a reference bf16 GEMM (docs/benchmarks.md, session 23)
-        why += (
-            "; note: this CPU has neither AVX512-BF16 nor AMX, so bf16 matmuls run many times "
-            "slower than fp32: train.precision=fp32 trains faster"
+        warning = (
+            "this CPU has neither AVX512-BF16 nor AMX, so bf16 matmuls run many times slower "
+            "than fp32: train.precision=fp32 trains faster"
         )
-    return dtype, why
+    return dtype, why, warning
 
 
 def cpu_fast_bf16() -> str:
@@ -386,8 +385,7 @@ class Trainer:
         random.seed(tc.seed), np.random.seed(tc.seed), torch.manual_seed(tc.seed)
         vocab = self.tokenizer.get_vocab_size()
         self.model = Transformer(cfg.model, vocab, PAD_ID).to(self.device)
-        self.amp_dtype, why = pick_precision(tc.precision, self.device)
-        why, _, warning = why.partition("; note: ")  # a slow choice: on a line of its own
+        self.amp_dtype, why, warning = pick_precision(tc.precision, self.device)
         fp16 = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler(self.device.type) if fp16 else None
         self.optimizer = build_optimizer(self.model, tc, self.device)

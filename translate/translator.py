@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from data_prep import EOS_ID, PAD_ID, never_emitted, sorted_batches
 from translate.checkpoint import load_model
-from translate.config import STOPS, Config
+from translate.config import DECODE_MOST, STOPS, Config
 from translate.cpu_gemm import ONEDNN_BF16
 from translate.search import beam_search, greedy_search
 
@@ -307,7 +307,8 @@ def _check_options(opts: dict, n_best: int, batch_tokens: int) -> None:
     for name in ("alpha", "beta", "max_len_a"):  # nan, inf: scores or lengths that mean nothing
         if not math.isfinite(opts[name]) or opts[name] < 0:
             raise ValueError(f"{name} must be finite and at least 0; got {opts[name]}")
-    if not 0 <= opts["max_len_b"] <= 1_000_000:  # the model's positions cap the length anyway
-        raise ValueError(f"max_len_b must be between 0 and 1000000; got {opts['max_len_b']}")
-    if opts["max_len_a"] > 1000:
-        raise ValueError(f"max_len_a must be at most 1000; got {opts['max_len_a']}")
+    if opts["max_len_b"] < 0:
+        raise ValueError(f"max_len_b must be at least 0; got {opts['max_len_b']}")
+    for name, most in DECODE_MOST.items():  # the config's bounds too
+        if opts[name] > most:
+            raise ValueError(f"{name} must be at most {most}; got {opts[name]}")
