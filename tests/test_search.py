@@ -17,6 +17,7 @@ from translate.search import (
     coverage_penalty,
     greedy_search,
     length_penalty,
+    max_lengths,
     topk_blocks,
 )
 
@@ -263,3 +264,13 @@ def test_first_step_with_one_row_per_sentence_changes_nothing(monkeypatch):
     for a, b in zip(one_row, k_rows, strict=True):
         assert [t for t, _ in a] == [t for t, _ in b]
         assert [s for _, s in a] == pytest.approx([s for _, s in b], abs=1e-5)
+
+
+def test_max_lengths_is_exact_where_a_times_length_is_an_integer():
+    model = tiny(vocab=12)
+    src = sources(12, [25, 45, 5])
+    # In floating point 1.16 * 25 = 28.999999999999996 and 1.4 * 45 = 62.99999999999999.
+    assert max_lengths(model, src[:1], 1.16, 0).tolist() == [29]
+    assert max_lengths(model, src[1:2], 1.4, 0).tolist() == [63]
+    assert max_lengths(model, src, 1.0, 2).tolist() == [27, 47, 7]
+    assert max_lengths(model, src, 2.0, 50).tolist() == [63, 63, 60]  # within max_positions 64

@@ -43,7 +43,8 @@ def coverage_penalty(attn_sums: Tensor, beta: float, src_mask: Tensor) -> Tensor
 def max_lengths(model: Transformer, src_ids: Tensor, a: float, b: int) -> Tensor:
     """Most output tokens (eos excluded) per sentence: a * src_len + b, within max_positions."""
     src_len = src_ids.ne(PAD_ID).sum(dim=1) - 1  # (B,) without the eos
-    limit = (a * src_len.double() + b).floor().long().clamp(min=0)
+    # The epsilon keeps a * src_len that lands on an integer from flooring one below (1.16 * 25)
+    limit = (a * src_len.double() + b + 1e-9).floor().long().clamp(min=0)
     return limit.clamp(max=model.cfg.max_positions - 1)
 
 

@@ -178,7 +178,7 @@ class Translator:
 
         n_best == 1: one translation per input (list[str]). n_best > 1: per input a list of exactly
         n_best (translation, score) pairs, best first (list[list[tuple[str, float]]]); the score is
-        the search's length-penalized log-probability. Empty inputs give "" (score 0.0).
+        the search's GNMT score, log P / lp + cp. Empty inputs give "" (score 0.0).
         """
         if isinstance(texts, str):
             raise TypeError("translate() takes a list of sentences; wrap a single one: [text]")
