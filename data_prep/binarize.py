@@ -1,7 +1,9 @@
 """prepare(): raw corpus -> cleaned pairs -> shared BPE -> flat token arrays + offsets + manifest.
 
 Streams chunk by chunk: token ids go to disk as they are produced, so memory stays flat for
-WMT14-sized corpora. Output (per split and side, `side` in src/tgt):
+WMT14-sized corpora. Every file is written under a temporary name and renamed into place, so a
+run training on an earlier build keeps reading that build's files. Output (per split and side,
+`side` in src/tgt):
   {split}.{side}.npy      all token ids of the split, concatenated (uint16 when the vocab fits)
   {split}.{side}.idx.npy  (N+1,) int64 offsets: pair i is ids[idx[i]:idx[i+1]]
   {split}.{lang}          valid/test raw text, verbatim (sacreBLEU references)
@@ -35,9 +37,9 @@ from data_prep.sources import (
     sample_split,
 )
 from data_prep.tokenizer import PieceEncoder, train_tokenizer
-from translate.config import DataConfig, data_hash, resolved
+from translate.config import DataConfig, data_hash, data_identity, differences, resolved
 
-FORMAT = 1  # bump when the on-disk layout changes (invalidates every cache)
+FORMAT = 2  # bump when the on-disk layout changes (invalidates every cache)
 
 
 def prepare(cfg: DataConfig, build: bool = True) -> Path:
@@ -47,7 +49,8 @@ def prepare(cfg: DataConfig, build: bool = True) -> Path:
     if out.exists() and not out.is_dir():
         raise DataError(f"data.dir '{out}' is a file; give a directory path")
     inputs = _signatures(cfg)
-    if _is_current(out, cfg, inputs):
+    manifest = _read_manifest(out)
+    if _is_current(out, manifest, cfg, inputs):
         return out
     if not build:
         raise DataError(
@@ -56,6 +59,8 @@ def prepare(cfg: DataConfig, build: bool = True) -> Path:
             "machines put data.dir and the raw data.* files on a filesystem they all share"
         )
     _check_not_overwritten(cfg, out)
+    if manifest:
+        print(f"data: rebuilding {out}, prepared for {_what_changed(manifest, cfg, inputs)}")
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -70,9 +75,11 @@ def _build(cfg: DataConfig, out: Path, inputs: list[list[Any]]) -> Path:
     """Tokenizer, token arrays, raw valid/test text, then manifest.json last (the commit)."""
     (out / "manifest.json").unlink(missing_ok=True)  # a half-built dir is never reused
     start, stats, drops = time.time(), Stats(), Counter()
+    evals = {split: open_split(cfg, split, stats) for split in ("valid", "test")}  # checked first
     sample, n_sample = _tokenizer_sample(cfg, stats)
     tok = train_tokenizer(sample, vocab_size=cfg.vocab_size, length=n_sample)
-    tok.save(str(out / "tokenizer.json"))
+    tok.save(str(out / "tokenizer.json.tmp"))
+    os.replace(out / "tokenizer.json.tmp", out / "tokenizer.json")
     tok.normalizer = None  # the saved file keeps NFC; every text below is NFC (clean.normalize)
     dtype = np.uint16 if tok.get_vocab_size() <= 1 << 16 else np.uint32
     stats.replaced_utf8 = 0  # the sample pass read train once already
@@ -85,7 +92,7 @@ def _build(cfg: DataConfig, out: Path, inputs: list[list[Any]]) -> Path:
             "check data.train, or raise data.max_len / data.max_ratio"
         )
     for split in ("valid", "test"):
-        splits[split] = _binarize_eval(cfg, split, encode, out, dtype, stats)
+        splits[split] = _binarize_eval(cfg, split, evals[split], encode, out, dtype)
     manifest = {
         "format": FORMAT,
         "data_hash": data_hash(cfg),
@@ -131,10 +138,17 @@ def _signatures(cfg: DataConfig) -> list[list[Any]]:
     return [[resolved(p, cfg.dir), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
 
 
-def _is_current(out: Path, cfg: DataConfig, inputs: list[list[Any]]) -> bool:
+def _read_manifest(out: Path) -> dict[str, Any] | None:
     try:
-        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        return json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        return None
+
+
+def _is_current(
+    out: Path, manifest: dict[str, Any] | None, cfg: DataConfig, inputs: list[list[Any]]
+) -> bool:
+    if manifest is None:
         return False
     files = ["tokenizer.json"] + [
         f"{split}.{side}{ext}"
@@ -142,12 +156,31 @@ def _is_current(out: Path, cfg: DataConfig, inputs: list[list[Any]]) -> bool:
         for side in ("src", "tgt")
         for ext in (".npy", ".idx.npy")
     ]
+    files += [
+        f"{split}.{lang}" for split in ("valid", "test") for lang in (cfg.src_lang, cfg.tgt_lang)
+    ]
     return (
         manifest.get("format") == FORMAT
         and manifest.get("data_hash") == data_hash(cfg)
         and manifest.get("inputs") == inputs
         and all((out / f).is_file() for f in files)
     )
+
+
+def _what_changed(manifest: dict[str, Any], cfg: DataConfig, inputs: list[list[Any]]) -> str:
+    """Why a prepared data.dir is not current: 'other data settings (data.max_len: ...)', ..."""
+    if manifest.get("format") != FORMAT:
+        return "an earlier version of data_prep"
+    if manifest.get("data_hash") == data_hash(cfg):
+        if manifest.get("inputs") != inputs:
+            return "other raw files (data.train, data.valid or data.test changed since)"
+        return "these settings, but files of it are missing"
+    try:
+        then = data_identity(DataConfig(**manifest["config"]), manifest["config"]["dir"])
+        changed = differences("data", then, data_identity(cfg, cfg.dir))
+    except (KeyError, TypeError):
+        changed = ""
+    return f"other data settings ({changed})" if changed else "other data settings"
 
 
 def _tokenizer_sample(cfg: DataConfig, stats: Stats) -> tuple[Iterator[list[str]], int]:
@@ -201,11 +234,15 @@ class SplitWriter:
             "fortran_order": False,
             "shape": (int(lens.sum()),),
         }
-        with open(self.tmp, "rb") as src, open(self.out / f"{self.name}.npy", "wb") as dst:
+        npy = self.out / f"{self.name}.npy.tmp"  # the header, then the ids
+        with open(self.tmp, "rb") as src, open(npy, "wb") as dst:
             np.lib.format.write_array_header_1_0(dst, header)
             shutil.copyfileobj(src, dst, 1 << 24)
         offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-        np.save(self.out / f"{self.name}.idx.npy", offsets)
+        with open(self.out / f"{self.name}.idx.npy.tmp", "wb") as f:
+            np.save(f, offsets)
+        for name in (f"{self.name}.npy", f"{self.name}.idx.npy"):
+            os.replace(self.out / f"{name}.tmp", self.out / name)
         self.tmp.unlink()
         return int(lens.sum())
 
@@ -252,22 +289,31 @@ def _take(src: list[str], tgt: list[str], keep: list[int]) -> tuple[list[str], l
 
 
 def _binarize_eval(
-    cfg: DataConfig, split: str, encode: PieceEncoder, out: Path, dtype: type, stats: Stats
+    cfg: DataConfig,
+    split: str,
+    opened: tuple[int, Iterator[Chunk]],
+    encode: PieceEncoder,
+    out: Path,
+    dtype: type,
 ) -> dict[str, int]:
-    """Valid/test: keep every line (NFC + strip only for tokenizing) and the raw text verbatim."""
-    n, chunks = open_split(cfg, split, stats)
+    """Valid/test (`opened` by open_split): every line, cleaned only for tokenizing, and the raw
+    text verbatim."""
+    n, chunks = opened
     writers = {side: SplitWriter(out, f"{split}.{side}", dtype) for side in ("src", "tgt")}
+    langs = {"src": cfg.src_lang, "tgt": cfg.tgt_lang}
     with ExitStack() as stack:
         texts = {
             side: stack.enter_context(
-                open(out / f"{split}.{lang}", "w", encoding="utf-8", newline="")
+                open(out / f"{split}.{lang}.tmp", "w", encoding="utf-8", newline="")
             )
-            for side, lang in (("src", cfg.src_lang), ("tgt", cfg.tgt_lang))
+            for side, lang in langs.items()
         }
         for chunk in chunks:  # a few thousand lines: no progress bar
             for side, lines in zip(("src", "tgt"), chunk, strict=True):
                 # one line each, also for a dataset row that holds a line break
                 texts[side].writelines(line.replace("\n", " ") + "\n" for line in lines)
                 writers[side].add(*encode(clean.normalize(lines)))
+    for lang in langs.values():
+        os.replace(out / f"{split}.{lang}.tmp", out / f"{split}.{lang}")
     tokens = {side: w.finish() for side, w in writers.items()}
     return {"read": n, "pairs": n, "src_tokens": tokens["src"], "tgt_tokens": tokens["tgt"]}

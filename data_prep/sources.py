@@ -170,6 +170,11 @@ def _local_split(cfg: DataConfig, split: str, stats: Stats) -> tuple[int, Iterat
             f"{src_path} has {n_src} lines but {tgt_path} has {n_tgt}; "
             "the files must be line-aligned"
         )
+    if n_src == 0 and split != "train":
+        raise DataError(
+            f"'{src_path}' has no lines; data.{split} must name a {split} set of at least one pair "
+            f"({'the trainer validates on it' if split == 'valid' else 'evaluate scores it'})"
+        )
 
     def chunks() -> Iterator[Chunk]:
         src_blocks = read_lines(src_path, cfg.invalid_utf8, stats)

@@ -66,9 +66,19 @@ def never_emitted(tok: Tokenizer) -> list[int]:
     return sorted(i for i, t in added.items() if t.special and i != EOS_ID)
 
 
-def load_tokenizer(path_or_dir: str | Path) -> Tokenizer:
-    """tokenizer.json (or a directory holding one). Text such as "</s>" in the input is encoded as
-    plain text, never as a special token; encoding adds no bos/eos."""
+def load_tokenizer(source: str | Path | bytes) -> Tokenizer:
+    """tokenizer.json (or a directory holding one, or the file's bytes). Text such as "</s>" in
+    the input is encoded as plain text, never as a special token; encoding adds no bos/eos."""
+    if isinstance(source, bytes):
+        tok = Tokenizer.from_str(source.decode("utf-8"))
+    else:
+        tok = Tokenizer.from_file(str(tokenizer_file(source)))
+    tok.encode_special_tokens = True  # not stored in tokenizer.json
+    return tok
+
+
+def tokenizer_file(path_or_dir: str | Path) -> Path:
+    """The tokenizer.json that `path_or_dir` is or holds; a DataError if there is none."""
     path = Path(path_or_dir)
     if path.is_dir():
         path = path / "tokenizer.json"
@@ -76,9 +86,7 @@ def load_tokenizer(path_or_dir: str | Path) -> Tokenizer:
         from data_prep.sources import DataError
 
         raise DataError(f"tokenizer '{path}' does not exist; run python -m data_prep first")
-    tok = Tokenizer.from_file(str(path))
-    tok.encode_special_tokens = True  # not stored in tokenizer.json
-    return tok
+    return path
 
 
 def encode_ids(tok: Tokenizer, sentences: list[str], dtype: type) -> tuple[np.ndarray, np.ndarray]:

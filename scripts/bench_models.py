@@ -220,7 +220,7 @@ def bench_train(args: argparse.Namespace) -> dict:
 
 def source_ids(cfg: Config, tokenizer, n: int, max_src: int) -> list[list[int]]:
     """The first n non-empty test sources, cleaned and tokenized as translate.Translator does."""
-    from translate.translator import clean_line
+    from data_prep.clean import clean_line
 
     path = Path(f"{cfg.data.test}.{cfg.data.src_lang}")
     lines = [clean_line(s) for s in path.read_text(encoding="utf-8").split("\n")]

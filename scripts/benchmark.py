@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import unicodedata
 from pathlib import Path
 
 import bench_models  # noqa: E402  (scripts/ is on sys.path when run as a script)
@@ -67,13 +66,12 @@ def padding(data_dir: Path, max_tokens: int) -> dict:
 
 def round_trip(data_dir: Path, files: list[Path]) -> dict:
     from data_prep import load_tokenizer
+    from data_prep.clean import normalize
 
     tok = load_tokenizer(data_dir)
     total = exact = 0
     for path in files:
-        lines = [
-            unicodedata.normalize("NFC", s).strip() for s in path.read_text("utf-8").split("\n")
-        ]
+        lines = normalize(path.read_text("utf-8").split("\n"))
         lines = [s for s in lines if s]
         ids = [e.ids for e in tok.encode_batch(lines)]
         exact += sum(d == s for d, s in zip(tok.decode_batch(ids), lines, strict=True))

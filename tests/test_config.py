@@ -1,6 +1,16 @@
+import dataclasses
+
 import pytest
 
-from translate.config import ConfigError, config_from_dict, load_config, parse_duration, save_config
+from translate.config import (
+    ConfigError,
+    DataConfig,
+    config_from_dict,
+    data_hash,
+    load_config,
+    parse_duration,
+    save_config,
+)
 
 CONFIGS = ["demo", "multi30k", "wmt14_base", "wmt14_big"]
 
@@ -121,3 +131,13 @@ def test_a_key_without_a_value_in_yaml_is_refused(tmp_path):
     path.write_text("train:\n  out_dir:\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="'train.out_dir' expects a str .* got None"):
         load_config(str(path))
+
+
+def test_settings_the_source_never_reads_keep_its_prepared_data():
+    demo, local = DataConfig(), DataConfig(source="local", train="t", valid="v", test="x")
+    assert data_hash(dataclasses.replace(demo, invalid_utf8="replace", train="t")) == data_hash(
+        demo
+    )
+    assert data_hash(dataclasses.replace(local, demo_pairs=5)) == data_hash(local)
+    assert data_hash(dataclasses.replace(demo, demo_pairs=5)) != data_hash(demo)
+    assert data_hash(dataclasses.replace(local, invalid_utf8="replace")) != data_hash(local)

@@ -15,6 +15,21 @@ def test_normalize_is_nfc_and_strip():
     assert clean.normalize([decomposed]) == ["Grüße aus Köln"]
 
 
+def test_training_text_is_cleaned_as_translate_cleans_its_input():
+    """normalize (training, validation) == clean_line (what `translate` feeds the model)."""
+    lines = ["Hallo\tWelt ", "Zeile\x1fmit\x0bSteuer\x00zeichen", "\ufeffBOM", "a\u2028b\x85c"]
+    lines += ["Gu\u0308ten Morgen", "ok \ud800", "Emoji 😀 東京", "", "eine\nZeile"]
+    assert clean.normalize(lines) == [clean.clean_line(s) for s in lines]
+    assert clean.normalize(lines)[:4] == ["Hallo Welt", "Zeile mit Steuerzeichen", "BOM", "a b c"]
+    assert clean.normalize(lines[:4] + lines[5:-1]) == [
+        clean.clean_line(s) for s in lines[:4] + lines[5:-1]
+    ]
+    assert clean.clean_line("u\x00\u0308") == "\u00fc"  # NFC after dropping the control character
+    # the quick test for a control character covers every character the table changes
+    table = {chr(c) for c in clean._CONTROL}
+    assert all(bool(clean._HAS_CONTROL.match(chr(c))) == (chr(c) in table) for c in range(0x10000))
+
+
 def test_empty_sides_are_dropped_and_counted():
     drops = Counter()
     assert clean.non_empty(["a", "", "c", ""], ["x", "y", "", ""], drops) == [0]

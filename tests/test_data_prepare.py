@@ -81,6 +81,43 @@ def test_cache_reuses_and_rebuilds(tmp_path):
     assert manifest.stat().st_mtime_ns != second
 
 
+def test_a_rebuild_says_why_and_leaves_a_running_reader_its_files(tmp_path, capsys):
+    """A run training on data.dir keeps reading its own build while another config rebuilds it:
+    every file is replaced by a rename, never rewritten in place."""
+    cfg = corpus(tmp_path)
+    out = prepare(cfg)
+    train = load_split(out, "train")
+    before = [(s.copy(), t.copy()) for s, t in train]
+    prepare(dataclasses.replace(cfg, max_len=4, vocab_size=320))
+    assert "rebuilding" in capsys.readouterr().out
+    assert len(load_split(out, "train")) < len(train)  # max_len 4 drops pairs
+    same = zip(train, before, strict=True)
+    assert all((s == s0).all() and (t == t0).all() for (s, t), (s0, t0) in same)
+    cfg.vocab_size = 330
+    prepare(cfg)
+    said = capsys.readouterr().out
+    assert "other data settings (data.vocab_size: 320 then, 330 now, data.max_len: 4 then" in said
+
+
+def test_a_deleted_reference_file_is_rebuilt(tmp_path, capsys):
+    cfg = corpus(tmp_path)
+    out = prepare(cfg)
+    (out / "valid.en").unlink()
+    prepare(cfg)
+    assert "files of it are missing" in capsys.readouterr().out
+    assert len(read_raw_split(out, "valid", "en")) == 5
+
+
+@pytest.mark.parametrize("content", [b"", b"\xef\xbb\xbf"])  # empty, or a byte-order mark alone
+def test_an_empty_valid_or_test_set_is_refused_before_the_tokenizer(tmp_path, content):
+    cfg = corpus(tmp_path)
+    for lang in ("de", "en"):
+        (tmp_path / f"test.{lang}").write_bytes(content)
+    with pytest.raises(DataError, match=r"test.de' has no lines; data.test must name a test set"):
+        prepare(cfg)
+    assert not (tmp_path / "out").exists()
+
+
 def test_reverse_direction(tmp_path):
     cfg = corpus(tmp_path)
     cfg.src_lang, cfg.tgt_lang = "en", "de"

@@ -20,7 +20,7 @@ from conftest import tiny_overrides
 from safetensors import safe_open
 
 import translate.train as train_mod
-from data_prep import DataError, collate
+from data_prep import DataError, collate, prepare
 from translate.checkpoint import CheckpointError, checkpoint_info
 from translate.config import ConfigError, load_config
 from translate.model import Transformer
@@ -506,6 +506,17 @@ def test_resume_with_other_data_settings_leaves_the_data_alone(tiny_cfg, tiny_da
     splits = [f"data.{s}={tmp_path / 'link' / s}" for s in ("train", "valid", "test")]
     Trainer(tiny_cfg(data, *splits))  # resumes
     assert (tmp_path / "data" / "manifest.json").read_bytes() == manifest
+
+
+def test_a_rebuild_of_its_data_dir_does_not_reach_a_running_trainer(tiny_cfg, tmp_path):
+    """Another config rebuilding a shared data.dir: the run saves the tokenizer it trains with."""
+    data = f"data.dir={tmp_path / 'data'}"
+    trainer = Trainer(tiny_cfg(data, "train.max_steps=1", "train.valid_bleu_sentences=0"))
+    tokenizer = (tmp_path / "data" / "tokenizer.json").read_bytes()
+    prepare(tiny_cfg(data, "data.tokenizer_sample=60").data)
+    assert (tmp_path / "data" / "tokenizer.json").read_bytes() != tokenizer
+    trainer.run()
+    assert (tmp_path / "run" / "last" / "tokenizer.json").read_bytes() == tokenizer
 
 
 def test_resume_refuses_an_edited_last_config(tiny_cfg):

@@ -143,17 +143,20 @@ def save_checkpoint(
     ckpt_dir: str | Path,
     model: nn.Module,
     cfg: Config,
-    tokenizer_file: str | Path,
+    tokenizer: str | Path | bytes,
     trainer_state: dict | None = None,
     info: dict[str, str] | None = None,
 ) -> Path:
-    """Write model weights, config, tokenizer (and trainer state) atomically into `ckpt_dir`;
-    `info` (e.g. the step) goes into the safetensors metadata, read by `checkpoint_info`."""
+    """Write model weights, config, tokenizer (a tokenizer.json path, or its bytes) and trainer
+    state atomically into `ckpt_dir`; `info` (e.g. the step) goes into the safetensors metadata,
+    read by `checkpoint_info`."""
+    if not isinstance(tokenizer, bytes):
+        tokenizer = Path(tokenizer).read_bytes()
     with atomic_dir(ckpt_dir) as tmp:
-        metadata = {**(info or {}), **_metadata(Path(tokenizer_file), cfg.model)}
+        metadata = {**(info or {}), **_metadata(tokenizer, cfg.model)}
         safetensors.torch.save_model(model, str(tmp / MODEL_FILE), metadata=metadata)
         save_config(cfg, tmp / CONFIG_FILE)
-        shutil.copyfile(tokenizer_file, tmp / TOKENIZER_FILE)
+        (tmp / TOKENIZER_FILE).write_bytes(tokenizer)
         if trainer_state is not None:
             torch.save(trainer_state, tmp / STATE_FILE)
     return Path(ckpt_dir)
@@ -169,11 +172,12 @@ def _sha256(path: Path) -> str:
 ARCHITECTURE = ("d_model", "n_heads", "d_ff", "encoder_layers", "decoder_layers", "pre_norm")
 
 
-def _metadata(tokenizer_file: Path, model_cfg: ModelConfig) -> dict[str, str]:
+def _metadata(tokenizer: bytes, model_cfg: ModelConfig) -> dict[str, str]:
     """safetensors metadata: the format, the fingerprint of the tokenizer the weights go with and
     the model ARCHITECTURE they were saved with."""
     model = json.dumps({k: getattr(model_cfg, k) for k in ARCHITECTURE}, sort_keys=True)
-    return {"format": "pt", "tokenizer_sha256": _sha256(tokenizer_file), "model": model}
+    sha256 = hashlib.sha256(tokenizer).hexdigest()
+    return {"format": "pt", "tokenizer_sha256": sha256, "model": model}
 
 
 def check_model_config(ckpt_dir: Path, model_cfg: ModelConfig) -> None:
@@ -465,7 +469,7 @@ def average_checkpoints(dirs: list[Path], out_dir: str | Path) -> Path:
             total[k] = total[k] + v.double() if k in total else v.double()
     avg = {k: (v / len(dirs)).to(ref[k].dtype) for k, v in total.items()}
     with atomic_dir(out_dir) as tmp:
-        metadata = _metadata(dirs[-1] / TOKENIZER_FILE, model_cfg)
+        metadata = _metadata((dirs[-1] / TOKENIZER_FILE).read_bytes(), model_cfg)
         safetensors.torch.save_file(avg, str(tmp / MODEL_FILE), metadata=metadata)
         shutil.copyfile(dirs[-1] / CONFIG_FILE, tmp / CONFIG_FILE)
         shutil.copyfile(dirs[-1] / TOKENIZER_FILE, tmp / TOKENIZER_FILE)

@@ -353,9 +353,14 @@ def save_config(cfg: Config, path: str | Path) -> None:
 
 
 def data_identity(data: DataConfig, base: str | None = None) -> dict[str, Any]:
-    """The fields that change prepared data (`dir` itself excluded). Local corpus paths are
-    resolved (`..`, symlinks), and made relative to the resolved `base` where given."""
+    """The fields that change prepared data: not `dir`, nor those the source never reads. Local
+    corpus paths are resolved (`..`, symlinks), made relative to the resolved `base` if given."""
     fields = {k: v for k, v in dataclasses.asdict(data).items() if k != "dir"}
+    unused = ["demo_pairs"] if data.source != "demo" else []  # what the source never reads
+    if data.source != "local":
+        unused += ["train", "valid", "test", "invalid_utf8"]
+    for key in unused:
+        del fields[key]
     if data.source == "local":
         for split in ("train", "valid", "test"):
             if fields[split]:

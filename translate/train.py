@@ -42,6 +42,7 @@ from data_prep import (
     sorted_batches,
     token_batches,
 )
+from data_prep.tokenizer import tokenizer_file
 from translate.checkpoint import (
     STATE_FILE,
     CheckpointError,
@@ -381,7 +382,9 @@ class Trainer:
                 with contextlib.suppress(OSError):  # not empty: rmdir leaves it
                     self.out.rmdir()
             raise
-        self.tokenizer = load_tokenizer(self.data_dir)
+        # read once: a rebuild of a shared data.dir (other settings) cannot reach this run
+        self.tokenizer_json = tokenizer_file(self.data_dir).read_bytes()
+        self.tokenizer = load_tokenizer(self.tokenizer_json)
         random.seed(tc.seed), np.random.seed(tc.seed), torch.manual_seed(tc.seed)
         vocab = self.tokenizer.get_vocab_size()
         self.model = Transformer(cfg.model, vocab, PAD_ID).to(self.device)
@@ -492,8 +495,7 @@ class Trainer:
     def _resume(self) -> tuple[int, int]:
         """Restore weights, optimizer, scaler, RNG and data position from `last` -> (epoch, pos)."""
         last, tc = self.out / "last", self.cfg.train
-        tokenizer = self.data_dir / "tokenizer.json"
-        if (last / "tokenizer.json").read_bytes() != tokenizer.read_bytes():
+        if (last / "tokenizer.json").read_bytes() != self.tokenizer_json:
             raise CheckpointError(
                 f"'{last}' was trained with another tokenizer than the one prepared now in "
                 f"'{self.data_dir}' (the raw data files changed?); put them back, or use a new "
@@ -837,7 +839,7 @@ class Trainer:
 
     def _save_checkpoint(self, path: Path, state: dict | None = None, info: dict | None = None):
         info = {"step": str(self.step), **(info or {})}
-        save_checkpoint(path, self.model, self.cfg, self.data_dir / "tokenizer.json", state, info)
+        save_checkpoint(path, self.model, self.cfg, self.tokenizer_json, state, info)
 
     def _interval_totals(self) -> tuple[float, int, float]:
         """(NLL, target tokens) of the log interval summed over all ranks, and its seconds."""

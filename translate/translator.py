@@ -11,7 +11,6 @@ import contextlib
 import itertools
 import math
 import sys
-import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from data_prep import EOS_ID, PAD_ID, never_emitted, sorted_batches
+from data_prep.clean import clean_line
 from translate.checkpoint import load_model
 from translate.config import DECODE_MOST, STOPS, Config
 from translate.cpu_gemm import ONEDNN_BF16
@@ -31,20 +31,6 @@ CHUNK_LINES = 10_000  # Translator.stream: lines sorted and decoded together, th
 # sentences filled with hundreds of them x beams: 20,000 Multi30k lines then decoded in 206 s
 # and 1.4 GB against 213 s and 3.9 GB (docs/benchmarks.md, session 19). GPUs take any batch.
 CPU_BATCH_SENTENCES = 128
-
-# Control characters (category Cc) are dropped, except whitespace ones (\t \n \r \x0b \x0c
-# \x1c-\x1f \x85), which become a space like U+2028/U+2029; byte-order marks are dropped; lone
-# surrogates (from surrogateescape-decoded bytes), which no tokenizer takes, become U+FFFD.
-_CONTROL = {c: None for c in [*range(0x20), *range(0x7F, 0xA0), 0xFEFF]}
-_CONTROL.update(
-    {c: " " for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029] if chr(c).isspace()}
-)
-_CONTROL.update(dict.fromkeys(range(0xD800, 0xE000), "\ufffd"))
-
-
-def clean_line(text: str) -> str:
-    """NFC-normalize, drop control characters (control whitespace -> space), strip."""
-    return unicodedata.normalize("NFC", text).translate(_CONTROL).strip()
 
 
 def one_line(text: str) -> str:
