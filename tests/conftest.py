@@ -77,8 +77,9 @@ def tiny_overrides(root: Path, out_dir: Path) -> list[str]:
     ]
 
 
-def signal_flag_reads(device: str, backend: str, init: Path) -> list[str | None]:
-    """Trainer._signalled_rank on 4 steps of a 1-rank group, a signal arriving at step 2."""
+def stop_flag_reads(device: str, backend: str, init: Path, event: str) -> list[str | None]:
+    """Trainer._agreed_between_logs on 4 steps of a 1-rank group, `event` (a signal, or
+    max_time or session_time running out) arriving at step 2."""
     import collections
     from types import SimpleNamespace
 
@@ -89,11 +90,17 @@ def signal_flag_reads(device: str, backend: str, init: Path) -> list[str | None]
 
     dist.init_process_group(backend, init_method=f"file://{init}", rank=0, world_size=1)
     try:
-        run = SimpleNamespace(device=torch.device(device), stop_signal=None)
-        run.signal_flags = collections.deque()
-        reads = [Trainer._signalled_rank(run)]
-        run.stop_signal = "SIGTERM"
-        return reads + [Trainer._signalled_rank(run) for _ in range(3)]
+        run = SimpleNamespace(device=torch.device(device), stop_signal=None, stop_flags=None)
+        run.stop_flags, up = collections.deque(), [False, False]
+        run._time_up = lambda: tuple(up)
+        run._reason = lambda *flags: Trainer._reason(run, *flags)
+        run.cfg = SimpleNamespace(train=SimpleNamespace(max_time="1h", session_time="10m"))
+        reads = [Trainer._agreed_between_logs(run)]
+        if event == "signal":
+            run.stop_signal = "SIGTERM"
+        else:
+            up[event == "session_time"] = True
+        return reads + [Trainer._agreed_between_logs(run) for _ in range(3)]
     finally:
         dist.destroy_process_group()
 

@@ -106,10 +106,24 @@ def test_saved_config_round_trips(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "text, seconds", [("90s", 90), ("30m", 1800), ("11.5h", 41400), ("45", 45)]
+    "text, seconds",
+    [("90s", 90), ("30m", 1800), ("11.5h", 41400), ("45", 45), ("11:30", 41400), ("0:30:05", 1805)],
 )
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == seconds
+
+
+def test_h_mm_is_a_duration_not_a_base_60_number(tmp_path):
+    """YAML 1.1 reads 11:30 as the integer 690; the config keeps what was written."""
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  session_time: 11:30\n", encoding="utf-8")
+    cfg = load_config(path, ["train.max_time=12:00"])
+    assert (cfg.train.session_time, cfg.train.max_time) == ("11:30", "12:00")
+    assert parse_duration(cfg.train.session_time) == 11.5 * 3600
+    with pytest.raises(ConfigError, match="expects an int like 0, got '1:30'"):
+        load_config(None, ["train.max_steps=1:30"])
+    with pytest.raises(ConfigError, match="got '1:75'"):
+        parse_duration("1:75")
 
 
 def test_config_that_is_not_utf8_is_one_line(tmp_path):

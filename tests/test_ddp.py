@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import signal_flag_reads, tiny_overrides
+from conftest import stop_flag_reads, tiny_overrides
 
 from data_prep import collate
 from translate.config import load_config
@@ -75,6 +76,23 @@ def test_ddp_ranks_agree_and_equal_accumulation(tmp_path):
         train_step(reference, batches[step], opt, 1.0, cfg.train)
     torch.testing.assert_close(ranks[0], flat_params(reference), rtol=0, atol=1e-5)
     assert not torch.equal(ranks[0], flat_params(model))  # it did train
+
+
+def poisoned_worker(rank: int, init_file: str, out_dir: str) -> None:
+    """`worker` with rank 1's NLL non-finite at every step while its gradients stay finite."""
+    import translate.train as train_mod
+
+    smoothed = train_mod.smoothed_loss
+    if rank == 1:
+        train_mod.smoothed_loss = lambda *args: (smoothed(*args)[0] + math.inf, smoothed(*args)[1])
+    worker(rank, init_file, out_dir)
+
+
+def test_a_non_finite_loss_on_one_rank_skips_the_update_on_every_rank(tmp_path):
+    mp.spawn(poisoned_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    assert torch.equal(ranks[0], ranks[1])
+    assert torch.equal(ranks[0], flat_params(setup()[1]))  # every update skipped
 
 
 def test_torchrun_two_cpu_processes(tiny_data, tmp_path):
@@ -186,11 +204,15 @@ def test_a_signal_to_one_rank_stops_all_ranks_between_log_steps(tiny_data, tmp_p
     assert f"stopped at step {state['step']}: received " in out, out + err[-2000:]
 
 
-def test_the_per_step_signal_flag_is_read_two_steps_later(tmp_path):
-    """Every rank reads the all-reduced flag of two steps back, so all stop at the same step."""
-    assert signal_flag_reads("cpu", "gloo", tmp_path / "init") == [
-        None,
-        None,
-        None,
-        "received SIGTERM",
-    ]
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        ("signal", "received SIGTERM"),
+        ("max_time", "reached train.max_time=1h (training time over all sessions)"),
+        ("session_time", "reached train.session_time=10m"),
+    ],
+)
+def test_the_per_step_stop_flags_are_read_two_steps_later(tmp_path, event, reason):
+    """Every rank reads the all-reduced flags of two steps back, so all stop at the same step,
+    a few updates after a signal or the end of max_time / session_time, not at a log step."""
+    assert stop_flag_reads("cpu", "gloo", tmp_path / "init", event) == [None, None, None, reason]

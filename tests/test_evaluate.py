@@ -152,6 +152,26 @@ def test_split_reads_the_data_of_the_directory_training_ran_in(
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["sentences"] == 5
 
 
+def test_split_with_runs_linked_elsewhere_reads_the_data_beside_the_link(
+    tiny_checkpoint, tmp_path, monkeypatch, capsys
+):
+    """Colab: ROOT/runs is a link to a Drive folder; the data is ROOT/data/d, not beside Drive's."""
+    root, drive = tmp_path / "project", tmp_path / "drive"
+    ckpt = Path(shutil.copytree(tiny_checkpoint, drive / "runs" / "x" / "best"))
+    cfg = yaml.safe_load((ckpt / "config.yaml").read_text(encoding="utf-8"))
+    cfg["train"]["out_dir"], cfg["data"]["dir"] = "runs/x", "data/d"
+    (ckpt / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    root.mkdir()
+    (root / "runs").symlink_to(drive / "runs")
+    for where, n in ((root, 5), (drive, 2)):  # the run's 5 test pairs, a decoy of 2
+        (where / "data" / "d").mkdir(parents=True)
+        write_lines(where / "data" / "d" / "test.de", SRC[:n])
+        write_lines(where / "data" / "d" / "test.en", SRC[:n])
+    monkeypatch.chdir(root)
+    assert main(["--checkpoint", "runs/x/best", "--split", "test", "--json", "--beam", "1"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["sentences"] == 5
+
+
 def test_a_tokenizer_that_cannot_download_fails_before_decoding(
     tiny_checkpoint, tmp_path, capsys, monkeypatch
 ):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SENTENCES, signal_flag_reads
+from conftest import SENTENCES, stop_flag_reads
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from data_prep import collate
@@ -189,8 +189,8 @@ def test_gpu_decoding_matches_the_cpu(tiny_checkpoint):
     assert len(out) == len(inputs) and out[len(SENTENCES)] == ""
 
 
-def test_the_per_step_signal_flag_goes_through_pinned_memory(tmp_path):
-    """Trainer._signalled_rank on CUDA (NCCL, one rank): the flag's copy to pinned host memory
-    is read two steps later, as on the CPU."""
-    reads = signal_flag_reads("cuda", "nccl", tmp_path / "init")
+def test_the_per_step_stop_flags_go_through_pinned_memory(tmp_path):
+    """Trainer._agreed_between_logs on CUDA (NCCL, one rank): the flags' copy to pinned host
+    memory is read two steps later, as on the CPU."""
+    reads = stop_flag_reads("cuda", "nccl", tmp_path / "init", "signal")
     assert reads == [None, None, None, "received SIGTERM"]

@@ -441,8 +441,27 @@ def test_resume_keeps_the_score_of_best_not_the_older_one_in_last(tiny_cfg):
     torch.save(state, run / "last" / "trainer_state.pt")
     trainer = Trainer(tiny_cfg("train.max_steps=8", "train.valid_bleu_sentences=0"))
     assert trainer.best == float(info["valid_score"]) and trainer.step == 4
-    (run / "best" / "model.safetensors").write_bytes(b"damaged")  # replaced at the next best
-    assert Trainer(tiny_cfg("train.max_steps=8", "train.valid_bleu_sentences=0")).best == -1e9
+    (run / "best" / "model.safetensors").write_bytes(b"damaged")  # replaced at the next check
+    assert Trainer(tiny_cfg("train.max_steps=8", "train.valid_bleu_sentences=0")).best is None
+
+
+def test_the_first_validation_saves_last_so_that_a_kill_after_it_resumes(tiny_cfg, monkeypatch):
+    """best/ without last/ would refuse the re-run (a demo killed between steps 200 and 500)."""
+    saved, save = [], Trainer._save
+    monkeypatch.setattr(Trainer, "_save", lambda self, **kw: (saved.append(self.step), save(self)))
+    sets = ("train.valid_every=2", "train.save_every=1000", "train.valid_bleu_sentences=0")
+    train_mod.train(tiny_cfg("train.max_steps=6", *sets))
+    assert saved == [2, 6]
+
+
+def test_a_new_max_time_on_resume_projects_the_decay_end_at_the_earlier_pace(tiny_cfg):
+    """Not the new max_steps (or no end) until this session has measured its pace: the lr of a
+    run annealed to 0 would jump back up."""
+    sets = ("train.decay=linear", "train.valid_bleu_sentences=0")
+    train_mod.train(tiny_cfg(*sets, "train.max_time=1h", "train.max_steps=4"))
+    trainer = Trainer(tiny_cfg(*sets, "train.max_time=2h", "train.max_steps=0"))
+    assert trainer.step == 4 and trainer.elapsed > 0
+    assert trainer.decay_end == 4 + int((7200 - trainer.elapsed) / (trainer.elapsed / 4))
 
 
 def test_session_time_ends_a_session_and_the_next_one_goes_on(tiny_cfg, capsys):
@@ -663,16 +682,19 @@ def test_a_fresh_start_does_not_replace_an_earlier_best(tiny_cfg):
     assert (run / "best" / "model.safetensors").read_bytes() == before
 
 
-def test_a_resume_that_stops_at_once_still_logs_and_validates_the_last_step(tiny_cfg, monkeypatch):
+@pytest.mark.parametrize("stop", [4, 6])  # between log steps, at one (one record for step 6)
+def test_a_resume_that_stops_at_once_still_logs_and_validates_the_last_step(
+    tiny_cfg, monkeypatch, stop
+):
     sets = ("train.log_every=3", "train.valid_bleu_sentences=0")
     cfg = tiny_cfg("train.max_steps=100", *sets)
-    assert train_until_signal(cfg, 4, signal.SIGINT, monkeypatch) == 128 + signal.SIGINT
+    assert train_until_signal(cfg, stop, signal.SIGINT, monkeypatch) == 128 + signal.SIGINT
     run = Path(tiny_cfg().train.out_dir)
     assert not (run / "best").exists()  # a signal: no validation, as an unbroken run has none
-    assert train_mod.train(tiny_cfg("train.max_steps=4", *sets)) == 0
+    assert train_mod.train(tiny_cfg(f"train.max_steps={stop}", *sets)) == 0
     rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [3, 4] and {"loss", "valid_loss"} <= rows[1].keys()
-    assert checkpoint_info(run / "best")["step"] == "4"
+    assert [r["step"] for r in rows] == [3, stop] and {"loss", "valid_loss"} <= rows[1].keys()
+    assert checkpoint_info(run / "best")["step"] == str(stop)
 
 
 def test_a_session_time_stop_validates_only_on_schedule(tiny_cfg):

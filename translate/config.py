@@ -77,7 +77,9 @@ class TrainConfig:
     compile: str = "auto"  # auto | on | off
     max_steps: int = 0  # 0 means no limit
     max_epochs: int = 0
-    max_time: str = ""  # total training time, e.g. "30m", "11.5h", "90s"; ends with a checkpoint
+    max_time: str = (
+        ""  # total training time, e.g. "30m", "11.5h", "11:30", "90s"; then a checkpoint
+    )
     session_time: str = ""  # this process's share (a Colab session); re-run to go on
     log_every: int = 50
     valid_every: int = 1000
@@ -165,7 +167,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         keys = path.strip().split(".")
         if not sep or len(keys) != 2 or not all(keys):
             raise ConfigError(f"--set expects section.key=value, got '{item}'")
-        parsed = yaml.safe_load(value) if value.strip() else ""
+        parsed = yaml.load(value, Loader=UniqueKeyLoader) if value.strip() else ""
         raw.setdefault(keys[0], {})
         if not isinstance(raw[keys[0]], dict):
             raise ConfigError(f"config key '{keys[0]}' must be a section")
@@ -190,7 +192,14 @@ def add_config_args(parser: argparse.ArgumentParser, required: bool = False) -> 
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses a key given twice in one section (YAML keeps the last one)."""
+    """yaml.SafeLoader that refuses a key given twice in one section (YAML keeps the last one)
+    and keeps YAML 1.1's base-60 numbers as written: `max_time: 11:30` is '11:30', not 690."""
+
+    def construct_yaml_int(self, node):
+        return node.value if ":" in node.value else super().construct_yaml_int(node)
+
+    def construct_yaml_float(self, node):
+        return node.value if ":" in node.value else super().construct_yaml_float(node)
 
     def construct_mapping(self, node, deep=False):
         seen = set()
@@ -203,6 +212,10 @@ class UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep)
+
+
+UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", UniqueKeyLoader.construct_yaml_int)
+UniqueKeyLoader.add_constructor("tag:yaml.org,2002:float", UniqueKeyLoader.construct_yaml_float)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -335,16 +348,23 @@ def _check_ranges(cfg: Config) -> None:
 
 
 def parse_duration(text: str, key: str = "max_time") -> float:
-    """'90s', '30m', '11.5h' or a bare number of seconds -> seconds."""
+    """'90s', '30m', '11.5h', '11:30' (h:mm), '11:30:00' or a bare number of seconds -> seconds."""
     units = {"s": 1, "m": 60, "h": 3600}
     text = str(text).strip().lower()
     scale = units.get(text[-1:])
+    parts = text.split(":")
     try:
-        seconds = float(text[:-1] if scale else text) * (scale or 1)
+        if len(parts) in (2, 3):  # h:mm or h:mm:ss
+            if not all(p.isdigit() for p in parts) or any(int(p) >= 60 for p in parts[1:]):
+                raise ValueError(text)
+            hours, minutes, secs = map(int, (parts + ["0"])[:3])
+            seconds = hours * 3600 + minutes * 60 + secs
+        else:
+            seconds = float(text[:-1] if scale else text) * (scale or 1)
     except ValueError:
         seconds = math.nan
     if not math.isfinite(seconds):
-        raise ConfigError(f"train.{key} expects e.g. '30m' or '11.5h', got '{text}'")
+        raise ConfigError(f"train.{key} expects e.g. '30m', '11.5h' or '11:30', got '{text}'")
     return seconds
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -71,7 +72,8 @@ def read_pair(src_path: str, ref_path: str) -> tuple[list[str], list[str]]:
 def training_root(ckpt_dir: Path, cfg: Config) -> Path | None:
     """The directory training ran in, where the config's relative paths start, when the
     checkpoint lies in train.out_dir (ROOT/runs/NAME/best for out_dir runs/NAME); else None."""
-    out, run = Path(cfg.train.out_dir), Path(ckpt_dir).resolve().parent
+    # not resolve(): with runs/ a link to a Drive folder, the root is still the link's folder
+    out, run = Path(cfg.train.out_dir), Path(os.path.abspath(ckpt_dir)).parent
     n = len(out.parts)
     if out.is_absolute() or n == 0 or run.parts[-n:] != out.parts:
         return None

@@ -223,10 +223,13 @@ def train_step(
             scaled = loss * world / ntok  # DDP averages over ranks: undo it
             (scaler.scale(scaled) if scaler else scaled).backward()
         nll_sum += nll.detach()
-    return nll_sum, *_optimizer_step(net, optimizer, lr, tc, scaler, nll_sum)
+    nll_bad = (~torch.isfinite(nll_sum)).float()
+    if ddp is not None:  # skip on every rank or none: the NLL is this rank's own
+        dist.all_reduce(nll_bad, op=dist.ReduceOp.MAX)
+    return nll_sum, *_optimizer_step(net, optimizer, lr, tc, scaler, nll_bad == 0)
 
 
-def _optimizer_step(net, optimizer, lr, tc, scaler, nll_sum) -> tuple[Tensor, Tensor]:
+def _optimizer_step(net, optimizer, lr, tc, scaler, nll_finite) -> tuple[Tensor, Tensor]:
     """Clip, then step unless the gradients are non-finite (decided on device when fused)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -234,7 +237,7 @@ def _optimizer_step(net, optimizer, lr, tc, scaler, nll_sum) -> tuple[Tensor, Te
         scaler.unscale_(optimizer)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.clip_norm or math.inf)
-    finite = torch.isfinite(grad_norm) & torch.isfinite(nll_sum)
+    finite = torch.isfinite(grad_norm) & nll_finite
     fused = bool(optimizer.param_groups[0].get("fused"))
     if scaler is not None:  # fp16: the scaler skips non-finite steps and lowers its scale
         scaler.step(optimizer)
@@ -517,7 +520,8 @@ class Trainer:
         old = self.saved_cfg.train
         if (old.max_steps, old.max_time) == (tc.max_steps, tc.max_time):
             self.decay_end = state.get("decay_end", self.decay_end)
-        # else the new max_steps (and, under max_time, the end projected at the next log step)
+        elif self.step and self.elapsed:  # the new end, at the earlier sessions' pace
+            self.decay_end = self._projected_end(self.elapsed / self.step, self.elapsed)
         self.saved_step = self.step
         self.valid_step = state.get("valid_step", self.step)
         self.saved_interval = state.get("interval")
@@ -539,7 +543,7 @@ class Trainer:
         try:
             info = checkpoint_info(self.out / "best")
         except CheckpointError:  # no best/ yet, or a damaged one: the next validation replaces it
-            return saved, None
+            return None, None
         if "valid_score" not in info:  # best/ saved before scores were
             return saved, None
         return float(info["valid_score"]), info.get("valid_metric")
@@ -553,8 +557,9 @@ class Trainer:
             kept = []
             for line in path.read_text().splitlines():
                 with contextlib.suppress(ValueError):  # a line cut short by the kill
-                    if json.loads(line)["step"] <= step:
+                    if (record := json.loads(line))["step"] <= step:
                         kept.append(line + "\n")
+                        self.last_record = record  # a record for `step` takes its final one
             tmp = path.with_name(f".{path.name}.tmp")  # a kill while writing keeps the old log
             tmp.write_text("".join(kept))
             os.replace(tmp, path)
@@ -567,7 +572,7 @@ class Trainer:
         if tc.max_epochs and self.batches.current_epoch() >= tc.max_epochs:
             return f"reached train.max_epochs={tc.max_epochs}"
         if self.env.world > 1 and self.step % tc.log_every:
-            return self._signalled_rank()  # time is agreed on at log steps only
+            return self._agreed_between_logs()
         # The decay end moves only at log steps, to what all ranks agree on (max of -end).
         end = -self._projected_end() if self.step % tc.log_every == 0 else -self.decay_end
         signalled, total_up, session_up = self.stop_signal is not None, *self._time_up()
@@ -576,36 +581,39 @@ class Trainer:
             flags = flags.to(self.device)
             dist.all_reduce(flags, op=dist.ReduceOp.MAX)
         self.decay_end = int(-flags[3])
-        if flags[0]:
+        return self._reason(*flags[:3].tolist())
+
+    def _reason(self, signalled: float, total_up: float, session_up: float) -> str | None:
+        tc = self.cfg.train
+        if signalled:
             self.stop_signal = self.stop_signal or "a signal on another rank"
             return f"received {self.stop_signal}"
-        if flags[1]:
+        if total_up:
             return f"reached train.max_time={tc.max_time} (training time over all sessions)"
-        return f"reached train.session_time={tc.session_time}" if flags[2] else None
+        return f"reached train.session_time={tc.session_time}" if session_up else None
 
-    def _signalled_rank(self) -> str | None:
-        """Between log steps with several ranks: whether some rank got SIGINT/SIGTERM, agreed
-        on every step without waiting for the GPU, so a checkpoint is saved within a few
-        updates (torchrun kills its workers 30 s after passing a signal on). Each step
-        all-reduces this rank's flag into pinned host memory and reads the flag of two steps
-        back, long arrived, so every rank sees the same value at the same step."""
-        flag = torch.full((1,), float(self.stop_signal is not None), device=self.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    def _agreed_between_logs(self) -> str | None:
+        """Between log steps with several ranks: whether some rank got SIGINT/SIGTERM or ran out
+        of time, agreed on every step without waiting for the GPU, so a checkpoint is saved
+        within a few updates (torchrun kills its workers 30 s after passing a signal on). Each
+        step all-reduces this rank's flags into pinned host memory and reads the flags of two
+        steps back, long arrived, so every rank sees the same values at the same step."""
+        flags = torch.zeros(3, device=self.device)
+        for i, up in enumerate([self.stop_signal is not None, *self._time_up()]):
+            flags[i] = float(up)  # a fill on the device: no copy from pageable host memory
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
         arrived = None
-        if flag.is_cuda:
-            flag = torch.empty(1, pin_memory=True).copy_(flag, non_blocking=True)
+        if flags.is_cuda:
+            flags = torch.empty(3, pin_memory=True).copy_(flags, non_blocking=True)
             arrived = torch.cuda.Event()
             arrived.record()
-        self.signal_flags.append((flag, arrived))
-        if len(self.signal_flags) <= 2:
+        self.stop_flags.append((flags, arrived))
+        if len(self.stop_flags) <= 2:
             return None
-        flag, arrived = self.signal_flags.popleft()
+        flags, arrived = self.stop_flags.popleft()
         if arrived is not None:
             arrived.synchronize()
-        if not flag.item():
-            return None
-        self.stop_signal = self.stop_signal or "a signal on another rank"
-        return f"received {self.stop_signal}"
+        return self._reason(*flags.tolist())
 
     def _time_up(self) -> tuple[bool, bool]:
         """(train.max_time used up over all sessions, train.session_time used up by this one)."""
@@ -617,16 +625,19 @@ class Trainer:
     def _elapsed(self) -> float:
         return self.elapsed + time.time() - self.session_start
 
-    def _projected_end(self) -> int:
+    def _projected_end(self, per_step: float | None = None, elapsed: float | None = None) -> int:
         """The step where a linear/cosine decay reaches 0: max_steps, or sooner if max_time
-        will run out first at this session's pace (so a slower machine still ends annealed)."""
-        tc, done = self.cfg.train, self.step - self.session_step
-        if done <= 0:  # no pace measured yet this session (a resume keeps its saved end)
-            return self.decay_end
+        will run out first at this session's pace (so a slower machine still ends annealed),
+        or at `per_step` seconds an update from `elapsed` seconds where given (on resuming)."""
+        tc = self.cfg.train
+        if per_step is None or elapsed is None:
+            done = self.step - self.session_step
+            if done <= 0:  # no pace measured yet this session (a resume set the end)
+                return self.decay_end
+            per_step, elapsed = (time.time() - self.session_start) / done, self._elapsed()
         end = tc.max_steps or sys.maxsize
         if tc.decay != "rsqrt" and tc.max_time:
-            per_step = (time.time() - self.session_start) / done
-            left = parse_duration(tc.max_time) - self._elapsed()
+            left = parse_duration(tc.max_time) - elapsed
             end = min(end, self.step + max(int(left / per_step), 0))
         return end
 
@@ -643,7 +654,7 @@ class Trainer:
         tc = self.cfg.train
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         self.session_start, self.session_step = time.time(), self.step
-        self.signal_flags = collections.deque()  # see _signalled_rank
+        self.stop_flags = collections.deque()  # see _agreed_between_logs
         self.bar = tqdm(
             total=tc.max_steps or None,
             initial=self.step,
@@ -743,6 +754,8 @@ class Trainer:
             self._write_log({"step": self.step, "epoch": self.batches.epoch, **record})
         if tc.save_every and self.step % tc.save_every == 0:
             self._save(step_dir=True)
+        elif "valid_loss" in record and self.saved_step < 0:
+            self._save()  # a run killed now must resume: a best/ without last/ would block it
 
     def _interval_metrics(self) -> dict:
         """Per-token NLL, perplexity, lr, tokens/s (all ranks) since the last log step."""
