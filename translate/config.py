@@ -77,9 +77,7 @@ class TrainConfig:
     compile: str = "auto"  # auto | on | off
     max_steps: int = 0  # 0 means no limit
     max_epochs: int = 0
-    max_time: str = (
-        ""  # total training time, e.g. "30m", "11.5h", "11:30", "90s"; then a checkpoint
-    )
+    max_time: str = ""  # total training time, e.g. "30m", "11.5h", "11:30" (h:mm), "90s"
     session_time: str = ""  # this process's share (a Colab session); re-run to go on
     log_every: int = 50
     valid_every: int = 1000
