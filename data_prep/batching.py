@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from data_prep.sources import DataError
 from data_prep.tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class SplitData(Sequence):
@@ -114,23 +118,23 @@ def _pack(order: np.ndarray, lens: np.ndarray, max_tokens: int) -> list[np.ndarr
     return batches
 
 
-def collate(pairs, pad_id: int = PAD_ID, bos_id: int = BOS_ID, eos_id: int = EOS_ID):
+def collate(pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> tuple[Tensor, Tensor, Tensor]:
     """[(src ids, tgt ids), ...] -> src (B,S), tgt_in (B,T), tgt_out (B,T) int64 tensors.
 
-    src = ids + [eos]; tgt_in = [bos] + ids; tgt_out = ids + [eos]; right-padded with pad_id.
+    src = ids + [eos]; tgt_in = [bos] + ids; tgt_out = ids + [eos]; right-padded with PAD_ID.
     """
     import torch
 
     n = len(pairs)
     s_len = max(len(s) for s, _ in pairs) + 1
     t_len = max(len(t) for _, t in pairs) + 1
-    src = np.full((n, s_len), pad_id, dtype=np.int64)
-    tgt_in = np.full((n, t_len), pad_id, dtype=np.int64)
-    tgt_out = np.full((n, t_len), pad_id, dtype=np.int64)
+    src = np.full((n, s_len), PAD_ID, dtype=np.int64)
+    tgt_in = np.full((n, t_len), PAD_ID, dtype=np.int64)
+    tgt_out = np.full((n, t_len), PAD_ID, dtype=np.int64)
     for row, (s, t) in enumerate(pairs):
-        src[row, : len(s)], src[row, len(s)] = s, eos_id
-        tgt_in[row, 0], tgt_in[row, 1 : len(t) + 1] = bos_id, t
-        tgt_out[row, : len(t)], tgt_out[row, len(t)] = t, eos_id
+        src[row, : len(s)], src[row, len(s)] = s, EOS_ID
+        tgt_in[row, 0], tgt_in[row, 1 : len(t) + 1] = BOS_ID, t
+        tgt_out[row, : len(t)], tgt_out[row, len(t)] = t, EOS_ID
     return torch.from_numpy(src), torch.from_numpy(tgt_in), torch.from_numpy(tgt_out)
 
 

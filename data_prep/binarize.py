@@ -11,6 +11,7 @@ run training on an earlier build keeps reading that build's files. Output (per s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -106,7 +107,7 @@ def _build(cfg: DataConfig, out: Path, inputs: list[list[Any]]) -> Path:
         "drops": {reason: drops[reason] for reason in clean.DROP_REASONS},
         "invalid_utf8_replaced": stats.replaced_utf8,
         "seconds": round(time.time() - start, 1),
-        "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+        "config": dataclasses.asdict(cfg),
     }
     tmp = out / "manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

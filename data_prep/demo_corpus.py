@@ -14,6 +14,7 @@ from functools import cache
 
 from data_prep import demo_words as W
 from data_prep.demo_phrasebook import phrasebook, time_adverbs
+from data_prep.sources import DataError
 
 G = ("m", "f", "n", "pl")
 DEF = {"nom": "der die das die", "acc": "den die das die", "dat": "dem der dem den"}
@@ -251,6 +252,8 @@ def finish(de: str, en: str, mark: str) -> tuple[str, str]:
 
 def demo_splits(n_pairs: int, src_lang: str = "de", tgt_lang: str = "en", seed: int = 1234) -> dict:
     """{'train'|'valid'|'test': (source sentences, target sentences)}; n_pairs training pairs."""
+    if (src_lang, tgt_lang) not in (("de", "en"), ("en", "de")):
+        raise DataError(f"source: demo is German-English; got {src_lang}->{tgt_lang}")
     rng = random.Random(seed)
     held_out = min(1000, max(20, n_pairs // 20))
     phrases = phrasebook(rng, reps=max(3, min(50, int(0.5 * n_pairs / 250))))[: n_pairs // 3]
@@ -268,9 +271,5 @@ def demo_splits(n_pairs: int, src_lang: str = "de", tgt_lang: str = "en", seed: 
         "valid": templated[:held_out],
         "test": templated[held_out : 2 * held_out],
     }
-    if (src_lang, tgt_lang) not in (("de", "en"), ("en", "de")):
-        from data_prep.sources import DataError
-
-        raise DataError(f"source: demo is German-English; got {src_lang}->{tgt_lang}")
     flip = src_lang == "en"
     return {k: ([p[flip] for p in v], [p[1 - flip] for p in v]) for k, v in splits.items()}

@@ -139,11 +139,11 @@ def _decode_line(raw: bytes, path: Path, lineno: int, policy: str, stats: Stats)
         return raw.decode("utf-8", errors="replace")
 
 
-def sample_lines(path: Path, start: int, stride: int) -> Iterator[str]:
-    """Every stride-th line from line `start` (0-based), skipped in C: a fast tokenizer sample.
+def sample_lines(path: Path, stride: int) -> Iterator[str]:
+    """Every stride-th line from the first, skipped in C: a fast tokenizer sample.
     Undecodable bytes are replaced here; the full pass reports them."""
     with gzip_errors(path), _open(path) as f:
-        for raw in islice(f, start, None, stride):
+        for raw in islice(f, 0, None, stride):
             yield (
                 raw.removeprefix(b"\xef\xbb\xbf")
                 .rstrip(b"\n")
@@ -157,7 +157,7 @@ def sample_split(cfg: DataConfig, stride: int) -> Iterator[tuple[str, str]] | No
     if cfg.source != "local":
         return None
     src, tgt = (
-        sample_lines(_find(cfg, "train", lang), 0, stride) for lang in (cfg.src_lang, cfg.tgt_lang)
+        sample_lines(_find(cfg, "train", lang), stride) for lang in (cfg.src_lang, cfg.tgt_lang)
     )
     return zip(src, tgt, strict=True)
 

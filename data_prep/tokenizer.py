@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+from data_prep.sources import DataError
+
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]  # ids 0, 1, 2, 3
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)
 GROUP = 64  # sentences per text in encode_ids
@@ -28,20 +30,13 @@ def round_vocab(size: int) -> int:
     return -(-size // MULTIPLE) * MULTIPLE
 
 
-def new_tokenizer() -> Tokenizer:
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    tok.post_processor = None
-    tok.decoder = decoders.ByteLevel()
-    return tok
-
-
 def train_tokenizer(sentences: Iterator[list[str]], vocab_size: int, length: int) -> Tokenizer:
     """Train the shared BPE on batches of NFC sentences; the vocabulary is filled up with unused
     `<extra_i>` tokens to exactly round_vocab(vocab_size) when the corpus runs out of merges."""
     target = round_vocab(vocab_size)
-    tok = new_tokenizer()
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=target,
         min_frequency=2,
@@ -49,8 +44,7 @@ def train_tokenizer(sentences: Iterator[list[str]], vocab_size: int, length: int
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.normalizer = None  # the sentences are NFC already: a second NFC would only cost time
-    tok.train_from_iterator(sentences, trainer, length=length)
+    tok.train_from_iterator(sentences, trainer, length=length)  # NFC already: no normalizer yet
     tok.normalizer = normalizers.NFC()
     missing = target - tok.get_vocab_size()
     tok.add_special_tokens([f"<extra_{i}>" for i in range(missing)])
@@ -83,8 +77,6 @@ def tokenizer_file(path_or_dir: str | Path) -> Path:
     if path.is_dir():
         path = path / "tokenizer.json"
     if not path.is_file():
-        from data_prep.sources import DataError
-
         raise DataError(f"tokenizer '{path}' does not exist; run python -m data_prep first")
     return path
 

@@ -230,10 +230,7 @@ def source_ids(cfg: Config, tokenizer, n: int, max_src: int) -> list[list[int]]:
 
 def padded_src(seqs: list[list[int]]) -> Tensor:
     """(B, S) int64: each row ids + [eos], right-padded (as collate builds sources)."""
-    src = torch.full((len(seqs), max(map(len, seqs)) + 1), PAD_ID, dtype=torch.long)
-    for row, seq in enumerate(seqs):
-        src[row, : len(seq) + 1] = torch.tensor([*seq, EOS_ID])
-    return src
+    return collate([(seq, ()) for seq in seqs])[0]
 
 
 def decode_ours(

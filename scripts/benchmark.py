@@ -24,10 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import bench_models  # noqa: E402  (scripts/ is on sys.path when run as a script)
+import bench_models  # scripts/ is on sys.path when run as a script; it puts the repo there too
+from bench_models import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 MULTI30K = ROOT.parent / "shared" / "data" / "multi30k"
 
 

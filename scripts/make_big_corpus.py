@@ -28,7 +28,10 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{out}.de", "w", encoding="utf-8") as f_de, open(f"{out}.en", "w") as f_en:
+    with (
+        open(f"{out}.de", "w", encoding="utf-8") as f_de,
+        open(f"{out}.en", "w", encoding="utf-8") as f_en,
+    ):
         for start in range(0, args.pairs, 100_000):
             n = min(100_000, args.pairs - start)
             counts, rows = rng.integers(1, 4, n), rng.integers(0, len(de), (n, 3))  # (n,), (n, 3)

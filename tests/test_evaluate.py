@@ -134,19 +134,26 @@ def test_needs_src_and_ref_or_split(tiny_checkpoint, capsys):
     assert capsys.readouterr().err.startswith("error: ")
 
 
+def run_with_decoy(tiny_checkpoint, at: Path, root: Path, decoy: Path) -> Path:
+    """A checkpoint at/runs/x/best (out_dir runs/x, data.dir data/d) with the run's 5 test
+    pairs in root/data/d and a decoy of 2 in decoy/data/d."""
+    ckpt = Path(shutil.copytree(tiny_checkpoint, at / "runs" / "x" / "best"))
+    cfg = yaml.safe_load((ckpt / "config.yaml").read_text(encoding="utf-8"))
+    cfg["train"]["out_dir"], cfg["data"]["dir"] = "runs/x", "data/d"
+    (ckpt / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    for where, n in ((root, 5), (decoy, 2)):
+        (where / "data" / "d").mkdir(parents=True)
+        write_lines(where / "data" / "d" / "test.de", SRC[:n])
+        write_lines(where / "data" / "d" / "test.en", SRC[:n])
+    return ckpt
+
+
 def test_split_reads_the_data_of_the_directory_training_ran_in(
     tiny_checkpoint, tmp_path, monkeypatch, capsys
 ):
     """runs/x/best with data.dir data/d: --split reads ROOT/data/d from anywhere, never ./data/d."""
     root, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
-    ckpt = Path(shutil.copytree(tiny_checkpoint, root / "runs" / "x" / "best"))
-    cfg = yaml.safe_load((ckpt / "config.yaml").read_text(encoding="utf-8"))
-    cfg["train"]["out_dir"], cfg["data"]["dir"] = "runs/x", "data/d"
-    (ckpt / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
-    for where, n in ((root, 5), (elsewhere, 2)):  # the run's 5 test pairs, a decoy of 2
-        (where / "data" / "d").mkdir(parents=True)
-        write_lines(where / "data" / "d" / "test.de", SRC[:n])
-        write_lines(where / "data" / "d" / "test.en", SRC[:n])
+    ckpt = run_with_decoy(tiny_checkpoint, root, root, elsewhere)
     monkeypatch.chdir(elsewhere)
     assert main(["--checkpoint", str(ckpt), "--split", "test", "--json", "--beam", "1"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["sentences"] == 5
@@ -157,16 +164,8 @@ def test_split_with_runs_linked_elsewhere_reads_the_data_beside_the_link(
 ):
     """Colab: ROOT/runs is a link to a Drive folder; the data is ROOT/data/d, not beside Drive's."""
     root, drive = tmp_path / "project", tmp_path / "drive"
-    ckpt = Path(shutil.copytree(tiny_checkpoint, drive / "runs" / "x" / "best"))
-    cfg = yaml.safe_load((ckpt / "config.yaml").read_text(encoding="utf-8"))
-    cfg["train"]["out_dir"], cfg["data"]["dir"] = "runs/x", "data/d"
-    (ckpt / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
-    root.mkdir()
+    run_with_decoy(tiny_checkpoint, drive, root, drive)
     (root / "runs").symlink_to(drive / "runs")
-    for where, n in ((root, 5), (drive, 2)):  # the run's 5 test pairs, a decoy of 2
-        (where / "data" / "d").mkdir(parents=True)
-        write_lines(where / "data" / "d" / "test.de", SRC[:n])
-        write_lines(where / "data" / "d" / "test.en", SRC[:n])
     monkeypatch.chdir(root)
     assert main(["--checkpoint", "runs/x/best", "--split", "test", "--json", "--beam", "1"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["sentences"] == 5

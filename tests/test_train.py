@@ -605,7 +605,7 @@ def test_fused_update_invalidates_kept_inference_copies(scaled):
     loss = layer(torch.randn(2, 4)).sum()
     (scaler.scale(loss) if scaled else loss).backward()
     tc = SimpleNamespace(clip_norm=0.0)
-    train_mod._optimizer_step(layer, optimizer, 0.1, tc, scaler, torch.zeros(()))
+    train_mod._optimizer_step(optimizer, 0.1, tc, scaler, torch.ones((), dtype=torch.bool))
     with torch.no_grad():
         after = copy_of()
     assert not torch.equal(before, layer.weight)  # the update happened

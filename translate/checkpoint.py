@@ -30,6 +30,7 @@ import random
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import safetensors
@@ -47,13 +48,18 @@ from translate.config import (
     save_config,
 )
 
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+    from translate.model import Transformer
+
 MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE, STATE_FILE = (
     "model.safetensors",
     "config.yaml",
     "tokenizer.json",
     "trainer_state.pt",
 )
-# what Trainer._resume reads unconditionally (decay_end, scaler, world_size are optional)
+# what Trainer._resume reads unconditionally (the other keys, added later, are read with .get)
 TRAINER_STATE_KEYS = ("step", "epoch", "batch_in_epoch", "elapsed", "best", "optimizer", "rng")
 TRAINING_NAMES = ("last", "best")  # written by training, like step_NNNNNNN: never an average
 
@@ -300,7 +306,9 @@ def load_weights(
             )
 
 
-def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu"):
+def load_model(
+    ckpt_dir: str | Path, device: str | torch.device = "cpu"
+) -> tuple[Transformer, Config, Tokenizer]:
     """Rebuild the model from a checkpoint dir -> (model in eval mode, Config, Tokenizer)."""
     from data_prep import load_tokenizer
     from translate.model import Transformer

@@ -69,12 +69,8 @@ class Attention(nn.Module):
 
     def heads(self, x: Tensor, proj: nn.Linear) -> Tensor:
         """(B, T, D) -> projected (B, H, T, Dh)."""
-        return self.split(proj(x))
-
-    def split(self, x: Tensor) -> Tensor:
-        """(B, T, D) -> (B, H, T, Dh) view."""
         B, T, D = x.shape
-        return x.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)
+        return proj(x).view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)
 
     def step_weights(self, kv: bool) -> tuple[Tensor | Packed, Tensor]:
         """For decoding steps: the query projection's weight (D, D) and bias (D,) scaled by
@@ -124,7 +120,8 @@ class Attention(nn.Module):
         p = self.dropout if self.training else 0.0
         out = sdpa(self.heads(x, self.q_proj), *kv, mask, p, is_causal)  # (B, H, T, Dh)
         B, H, T, Dh = out.shape
-        return self.out_proj(out.transpose(1, 2).reshape(B, T, H * Dh), residual)
+        out = out.transpose(1, 2).reshape(B, T, H * Dh)  # (B, H, T, Dh) -> (B, T, D)
+        return self.out_proj(out, residual)
 
     def cross_step(
         self,
@@ -143,7 +140,8 @@ class Attention(nn.Module):
         N, _, D = x.shape
         k, v = state.cross_kv[layer]  # (B, H, S, Dh) each
         B, H, S, Dh = k.shape
-        q = linear(x, *state.cross_weights[layer]).view(B, N // B, H, Dh).transpose(1, 2)
+        q = linear(x, *state.cross_weights[layer])  # (N, 1, D), N = B * G
+        q = q.view(B, N // B, H, Dh).transpose(1, 2)  # (B, H, G, Dh)
         scores = matmul(q, k.transpose(-2, -1))  # (B, H, G, S); q is scaled by 1/sqrt(Dh)
         if state.pad_bias is not None:
             scores += state.pad_bias
@@ -158,7 +156,7 @@ class Attention(nn.Module):
         """Self-attention of one new token per row, x (N, 1, D), over the cached steps and
         itself; stores its keys/values in `state`. -> (N, 1, D), plus residual if given."""
         N, _, D = x.shape
-        qkv = linear(x, *state.self_weights[layer]).view(N, 3 * D)
+        qkv = linear(x, *state.self_weights[layer]).view(N, 3 * D)  # queries | keys | values
         k, v = state.write(layer, qkv[:, D:])  # (B, H, (t + 1) * G, Dh) each
         B, H, G = k.size(0), self.n_heads, state.G
         q = qkv[:, :D].view(B, G, H, D // H).transpose(1, 2)  # (B, H, G, Dh), times Dh^-0.5
@@ -343,6 +341,7 @@ class DecoderState:
             buf = self.self_kv[layer] = kv.new_empty(B, 2, H, 16 * G, Dh)
         elif buf.size(3) < n:
             buf = self.self_kv[layer] = moved(buf, t * G, max(16, 2 * t) * G)
+        # (N, 2D) = (B, G, 2, H, Dh) -> (B, 2, H, G, Dh): this step's slots t * G .. n - 1
         buf[..., t * G : n, :] = kv.view(B, G, 2, H, Dh).permute(0, 2, 3, 1, 4)
         return buf[..., :n, :].unbind(1)
 
@@ -493,6 +492,7 @@ class Transformer(nn.Module):
         state.beams = torch.cat([state.beams, own[:, None]], dim=1)  # (N, step + 1)
         if state.G > 1:  # slot j * G + g is an ancestor of row r if beams[r, j] == g
             B, G = N // state.G, state.G
+            # (B, G, step + 1, 1) == (G,) -> (B, G, step + 1, G), [b, g, j, h]: beams[row, j] == h
             slots = state.beams.view(B, G, -1, 1) == torch.arange(G, device=x.device)
             state.ancestry = x.new_zeros(slots.shape).masked_fill_(~slots, float("-inf"))
             state.ancestry = state.ancestry.view(B, 1, G, -1)  # (B, 1, G, (step + 1) * G)

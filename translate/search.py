@@ -121,7 +121,7 @@ def topk_blocks(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
     block = next((b for b in (256, 128, 64) if n % b == 0), 0)
     if not block or n // block <= k:
         return x.topk(k, dim=1)
-    blocks = x.view(B, n // block, block)
+    blocks = x.view(B, n // block, block)  # (B, n / block, block)
     best = blocks.amax(dim=2).topk(k, dim=1).indices  # (B, k) blocks that hold the k best
     rows = best + torch.arange(B, device=x.device)[:, None] * (n // block)  # in blocks' rows
     cand = blocks.view(-1, block).index_select(0, rows.view(-1))  # (B * k, block)
@@ -130,7 +130,7 @@ def topk_blocks(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
 
 
 def beam_step(
-    cum: Tensor, lprobs: Tensor, beam: int, eos_id: int = EOS_ID
+    cum: Tensor, lprobs: Tensor, beam: int
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """One beam update. cum (B, G) live log-probs, lprobs (B, G, V) next-token log-probs (which
     it overwrites with the candidates' scores, cum + lprobs); 2 * beam <= G * V.
@@ -146,9 +146,9 @@ def beam_step(
     # One top-2K over all G * V candidates: at most G <= K of them are eos, so it holds the K
     # best non-eos ones too.
     top, idx = topk_blocks(scores.view(B, G * V), 2 * K)  # (B, 2K), best first
-    eos_cum = scores[:, :, eos_id]  # (B, G)
+    eos_cum = scores[:, :, EOS_ID]  # (B, G)
     eos_ok = eos_cum.isfinite() & (eos_cum >= top[:, K - 1 : K])
-    new_cum, pos = top.masked_fill(idx % V == eos_id, float("-inf")).topk(K, dim=1)  # (B, K)
+    new_cum, pos = top.masked_fill(idx % V == EOS_ID, float("-inf")).topk(K, dim=1)  # (B, K)
     idx = idx.gather(1, pos)
     return idx // V, idx % V, new_cum, eos_cum, eos_ok
 
@@ -249,7 +249,8 @@ def _beam_search(
         Bt, G = cum.shape
         logits, attn = model.decode_step(last, state, need_attn=beta > 0)
         lprobs = log_probs(logits, step, max_len.repeat_interleave(G), banned)  # (N, V)
-        parent, token, cum, eos_cum, eos_ok = beam_step(cum, lprobs.view(Bt, G, -1), K)
+        lprobs = lprobs.view(Bt, G, -1)  # (N, V) -> (Bt, G, V)
+        parent, token, cum, eos_cum, eos_ok = beam_step(cum, lprobs, K)
         eos_score = eos_cum / length_penalty(step + 1, alpha)  # (Bt, G)
         if attn is not None:
             attn_sums += attn.float()

@@ -27,6 +27,7 @@ import numpy as np
 import sacrebleu
 import torch
 import torch.distributed as dist
+from tokenizers import Tokenizer
 from torch import Tensor, nn
 from tqdm import tqdm
 
@@ -42,6 +43,7 @@ from data_prep import (
     sorted_batches,
     token_batches,
 )
+from data_prep.batching import SplitData
 from data_prep.tokenizer import tokenizer_file
 from translate.checkpoint import (
     STATE_FILE,
@@ -226,10 +228,16 @@ def train_step(
     nll_bad = (~torch.isfinite(nll_sum)).float()
     if ddp is not None:  # skip on every rank or none: the NLL is this rank's own
         dist.all_reduce(nll_bad, op=dist.ReduceOp.MAX)
-    return nll_sum, *_optimizer_step(net, optimizer, lr, tc, scaler, nll_bad == 0)
+    return nll_sum, *_optimizer_step(optimizer, lr, tc, scaler, nll_bad == 0)
 
 
-def _optimizer_step(net, optimizer, lr, tc, scaler, nll_finite) -> tuple[Tensor, Tensor]:
+def _optimizer_step(
+    optimizer: torch.optim.Optimizer,
+    lr: float,
+    tc: TrainConfig,
+    scaler: torch.amp.GradScaler | None,
+    nll_finite: Tensor,
+) -> tuple[Tensor, Tensor]:
     """Clip, then step unless the gradients are non-finite (decided on device when fused)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -258,7 +266,15 @@ def _optimizer_step(net, optimizer, lr, tc, scaler, nll_finite) -> tuple[Tensor,
 
 
 @torch.no_grad()
-def validate(model, valid, refs, tokenizer, cfg: Config, device, amp_dtype) -> dict[str, float]:
+def validate(
+    model: Transformer,
+    valid: SplitData,
+    refs: list[str],
+    tokenizer: Tokenizer,
+    cfg: Config,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+) -> dict[str, float]:
     """Valid NLL per target token, perplexity, and greedy sacreBLEU on the first sentences."""
     model.eval()
     nll, ntok = torch.zeros((), device=device), 0
@@ -343,8 +359,11 @@ class Dist:
 
 def setup_distributed(device_choice: str) -> tuple[Dist, torch.device]:
     """Join the torchrun process group (NCCL on GPU, gloo on CPU) -> (Dist, this rank's device)."""
-    env = Dist(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
-    env.local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    env = Dist(
+        rank=int(os.environ.get("RANK", 0)),
+        world=int(os.environ.get("WORLD_SIZE", 1)),
+        local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+    )
     cuda = device_choice == "cuda" or (device_choice == "auto" and torch.cuda.is_available())
     if device_choice == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device=cuda but no CUDA device is visible; use train.device=cpu")
@@ -395,9 +414,14 @@ class Trainer:
         fp16 = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler(self.device.type) if fp16 else None
         self.optimizer = build_optimizer(self.model, tc, self.device)
-        self.step, self.elapsed, self.best, self.saved_step, self.valid_step = 0, 0.0, None, -1, -1
-        self.logged_step, self.last_record, self.saved_interval = 0, None, None
+        self.step = 0  # updates done
+        self.elapsed = 0.0  # training seconds of the earlier sessions
+        self.best: float | None = None  # best/'s validation score
         self.best_metric: str | None = None  # "bleu" or "loss": what self.best is a score of
+        self.saved_step = self.valid_step = -1  # the step last/ was saved at, last validated at
+        self.logged_step = 0  # the step of the last log record
+        self.last_record: dict | None = None  # that record, as written to log.jsonl
+        self.saved_interval: dict | None = None  # the resumed log interval's sums (_resume)
         self.saved_batches: int | None = None  # this rank's batches per epoch when last saved
         self.decay_end = tc.max_steps or sys.maxsize  # moved sooner by max_time: _projected_end
         epoch, pos = self._resume() if resuming else self._start_fresh()
@@ -405,8 +429,7 @@ class Trainer:
         self.ddp = None
         if self.env.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            ddp = nn.parallel.DistributedDataParallel(self.model, ids, broadcast_buffers=False)
-            self.ddp = ddp
+            self.ddp = nn.parallel.DistributedDataParallel(self.model, ids, broadcast_buffers=False)
         self.net, compile_note = maybe_compile(self.ddp or self.model, tc.compile, self.device)
         self.guard_compile = True  # see _update
         train_split = load_split(self.data_dir, "train")
@@ -665,8 +688,7 @@ class Trainer:
         )
         self._reset_interval()
         # the last update's lr and gradient norm, which a record logged before the next one shows
-        d_model = self.cfg.model.d_model
-        self.lr = lr_at(self.step, d_model, tc.warmup, tc.lr_scale, tc.decay, self.decay_end)
+        self.lr = self._lr()
         self.grad_norm = torch.tensor(math.nan)
         if self.saved_interval and self.env.main:  # a resume between log steps: as if unbroken
             interval = self.saved_interval
@@ -700,11 +722,16 @@ class Trainer:
         self.bad_total = torch.zeros((), device=self.device)
         self.interval_start = time.time()
 
+    def _lr(self) -> float:
+        """lr_at(self.step) with this run's schedule."""
+        tc = self.cfg.train
+        return lr_at(
+            self.step, self.cfg.model.d_model, tc.warmup, tc.lr_scale, tc.decay, self.decay_end
+        )
+
     def _update(self, micro: list[Batch]) -> None:
         """train_step with the scheduled lr; a failing compile or recompile falls back to eager."""
-        tc = self.cfg.train
-        d_model = self.cfg.model.d_model
-        lr = lr_at(self.step, d_model, tc.warmup, tc.lr_scale, tc.decay, self.decay_end)
+        tc, lr = self.cfg.train, self._lr()
         args = (micro, self.optimizer, lr, tc, self.amp_dtype, self.scaler, self.ddp)
         eager = self.ddp or self.model
         if self.net is eager or not self.guard_compile:

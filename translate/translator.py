@@ -16,13 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer
 from tqdm import tqdm
 
-from data_prep import EOS_ID, PAD_ID, never_emitted, sorted_batches
+from data_prep import collate, never_emitted, sorted_batches
 from data_prep.clean import clean_line
 from translate.checkpoint import load_model
 from translate.config import DECODE_MOST, STOPS, Config
 from translate.cpu_gemm import ONEDNN_BF16
+from translate.model import Transformer
 from translate.search import beam_search, greedy_search
 
 Hypotheses = list[tuple[str, float]]  # n-best (translation, score), best first
@@ -125,7 +127,14 @@ def batch_map(device: torch.device, n_batches: int) -> Iterator[Callable[..., It
 class Translator:
     """A checkpoint ready to translate: the model (eval mode, on `device`), tokenizer and config."""
 
-    def __init__(self, model, tokenizer, cfg: Config, device: torch.device, dtype=None):
+    def __init__(
+        self,
+        model: Transformer,
+        tokenizer: Tokenizer,
+        cfg: Config,
+        device: torch.device,
+        dtype: torch.dtype | None = None,
+    ):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.never = never_emitted(tokenizer)  # special ids but eos: never in a translation
@@ -213,7 +222,7 @@ class Translator:
         given = dict(beam=beam, alpha=alpha, beta=beta, max_len_a=max_len_a, stop=stop)
         given.update(max_len_b=max_len_b, batch_tokens=batch_tokens)
         opts = {k: getattr(self.cfg.decode, k) if v is None else v for k, v in given.items()}
-        _check_options(opts, n_best, opts["batch_tokens"])
+        _check_options(opts, n_best)
         return {**opts, "n_best": n_best}
 
     def encode(self, texts: Sequence[str], first_line: int = 1) -> list[list[int]]:
@@ -255,10 +264,7 @@ class Translator:
 
     def _decode_batch(self, seqs: list[list[int]], opts: dict, n_best: int) -> list[Hypotheses]:
         """Search one batch of token-id sources and detokenize the n-best lists."""
-        src = torch.full((len(seqs), max(map(len, seqs)) + 1), PAD_ID, dtype=torch.long)
-        for row, seq in enumerate(seqs):  # (B, S): ids + [eos], right-padded
-            src[row, : len(seq) + 1] = torch.tensor([*seq, EOS_ID])
-        src = src.to(self.device)
+        src = collate([(seq, ()) for seq in seqs])[0].to(self.device)  # (B, S): ids + [eos]
         with self._autocast():
             if opts["beam"] == 1 and n_best == 1:  # same result as beam 1, less bookkeeping
                 lengths = opts["max_len_a"], opts["max_len_b"]
@@ -280,8 +286,8 @@ class Translator:
         return (out + out[-1:] * n_best)[:n_best]  # exactly n_best, even if the search found fewer
 
 
-def _check_options(opts: dict, n_best: int, batch_tokens: int) -> None:
-    beam, stop = opts["beam"], opts["stop"]
+def _check_options(opts: dict, n_best: int) -> None:
+    beam, stop, batch_tokens = opts["beam"], opts["stop"], opts["batch_tokens"]
     if beam < 1:
         raise ValueError(f"beam must be at least 1; got {beam}")
     if not 1 <= n_best <= beam:
