@@ -19,7 +19,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -79,8 +79,8 @@ def _build(cfg: DataConfig, out: Path, inputs: list[list[Any]]) -> Path:
     evals = {split: open_split(cfg, split, stats) for split in ("valid", "test")}  # checked first
     sample, n_sample = _tokenizer_sample(cfg, stats)
     tok = train_tokenizer(sample, vocab_size=cfg.vocab_size, length=n_sample)
-    tok.save(str(out / "tokenizer.json.tmp"))
-    os.replace(out / "tokenizer.json.tmp", out / "tokenizer.json")
+    with _written(out / "tokenizer.json") as tmp:
+        tok.save(str(tmp))
     tok.normalizer = None  # the saved file keeps NFC; every text below is NFC (clean.normalize)
     dtype = np.uint16 if tok.get_vocab_size() <= 1 << 16 else np.uint32
     stats.replaced_utf8 = 0  # the sample pass read train once already
@@ -109,10 +109,18 @@ def _build(cfg: DataConfig, out: Path, inputs: list[list[Any]]) -> Path:
         "seconds": round(time.time() - start, 1),
         "config": dataclasses.asdict(cfg),
     }
-    tmp = out / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out / "manifest.json")
+    with _written(out / "manifest.json") as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return out
+
+
+@contextmanager
+def _written(path: Path) -> Iterator[Path]:
+    """A temporary name to write `path` under, renamed onto it when the block succeeds: no reader
+    sees a half-written file, and one that has the old file open (mapped) keeps reading it."""
+    tmp = path.with_name(f"{path.name}.tmp")
+    yield tmp
+    os.replace(tmp, path)
 
 
 def _check_not_overwritten(cfg: DataConfig, out: Path) -> None:
@@ -235,15 +243,13 @@ class SplitWriter:
             "fortran_order": False,
             "shape": (int(lens.sum()),),
         }
-        npy = self.out / f"{self.name}.npy.tmp"  # the header, then the ids
-        with open(self.tmp, "rb") as src, open(npy, "wb") as dst:
+        npy = self.out / f"{self.name}.npy"  # the header, then the ids
+        with _written(npy) as tmp, open(self.tmp, "rb") as src, open(tmp, "wb") as dst:
             np.lib.format.write_array_header_1_0(dst, header)
             shutil.copyfileobj(src, dst, 1 << 24)
         offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-        with open(self.out / f"{self.name}.idx.npy.tmp", "wb") as f:
+        with _written(self.out / f"{self.name}.idx.npy") as idx, open(idx, "wb") as f:
             np.save(f, offsets)
-        for name in (f"{self.name}.npy", f"{self.name}.idx.npy"):
-            os.replace(self.out / f"{name}.tmp", self.out / name)
         self.tmp.unlink()
         return int(lens.sum())
 
@@ -303,18 +309,18 @@ def _binarize_eval(
     writers = {side: SplitWriter(out, f"{split}.{side}", dtype) for side in ("src", "tgt")}
     langs = {"src": cfg.src_lang, "tgt": cfg.tgt_lang}
     with ExitStack() as stack:
-        texts = {
-            side: stack.enter_context(
-                open(out / f"{split}.{lang}.tmp", "w", encoding="utf-8", newline="")
-            )
+        paths = {
+            side: stack.enter_context(_written(out / f"{split}.{lang}"))
             for side, lang in langs.items()
+        }
+        texts = {
+            side: stack.enter_context(open(path, "w", encoding="utf-8", newline=""))
+            for side, path in paths.items()
         }
         for chunk in chunks:  # a few thousand lines: no progress bar
             for side, lines in zip(("src", "tgt"), chunk, strict=True):
                 # one line each, also for a dataset row that holds a line break
                 texts[side].writelines(line.replace("\n", " ") + "\n" for line in lines)
                 writers[side].add(*encode(clean.normalize(lines)))
-    for lang in langs.values():
-        os.replace(out / f"{split}.{lang}.tmp", out / f"{split}.{lang}")
     tokens = {side: w.finish() for side, w in writers.items()}
     return {"read": n, "pairs": n, "src_tokens": tokens["src"], "tgt_tokens": tokens["tgt"]}
