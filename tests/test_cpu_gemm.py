@@ -151,3 +151,34 @@ def test_cpu_flags_come_from_torch_or_proc_cpuinfo(monkeypatch):
     assert not cpu_gemm.avx512_bf16()
     monkeypatch.setattr(cpu_gemm, "cpuinfo", lambda field: None)  # no /proc/cpuinfo
     assert not cpu_gemm.avx512_bf16()
+
+
+@pytest.mark.parametrize("scaled", [False, True], ids=["fused-adamw", "fused-adamw-scaler"])
+def test_a_fused_optimizer_step_renews_kept_copies(scaled):
+    """Fused kernels (CUDA's default AdamW here, also when a GradScaler steps it, as on a T4)
+    write parameters without bumping their versions; a step hook bumps them for `kept`."""
+    layer = torch.nn.Linear(4, 4)
+    optimizer = torch.optim.AdamW(layer.parameters(), lr=0.1, fused=True)
+    scaler = torch.amp.GradScaler("cpu") if scaled else None
+    copy_of = lambda: kept(layer, "test_copy", (layer.weight,), layer.weight.clone)  # noqa: E731
+    with torch.no_grad():
+        before = copy_of()
+    loss = layer(torch.randn(2, 4)).sum()
+    (scaler.scale(loss) if scaled else loss).backward()
+    if scaled:
+        scaler.step(optimizer)
+    else:
+        optimizer.step()
+    with torch.no_grad():
+        after = copy_of()
+    assert not torch.equal(before, layer.weight)  # the update happened
+    assert torch.equal(after, layer.weight)  # and the kept copy follows it
+
+
+def test_kept_takes_inference_tensors():
+    """A model built or loaded under torch.inference_mode(): its tensors have no version."""
+    with torch.inference_mode():
+        layer = torch.nn.Linear(4, 4)
+        assert torch.equal(
+            kept(layer, "test_copy", (layer.weight,), layer.weight.clone), layer.weight
+        )

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 
 def has_ops(namespace: Any, *names: str) -> bool:
@@ -242,19 +243,34 @@ KEPT_LOCK = threading.RLock()
 def kept(owner: nn.Module, name: str, sources: tuple[Tensor, ...], make: Callable[[], Any]) -> Any:
     """make(), kept for `owner` as `name` until a tensor in `sources` changes, in place (an
     optimizer step, load_state_dict) or its storage (.to()): for inference copies of parameters
-    (fused, scaled, packed). The kept `sources` cannot free their memory for another tensor to
-    reuse meanwhile. Under autograd it always calls make(): a graph must not outlive its step.
-    Kept in KEPT, not on the module, so that pickling or copying a module never meets a packed
-    (opaque) tensor, and a copy makes its own."""
+    (fused, scaled, packed). Writes through `.data` go unseen, as do in-place edits of inference
+    tensors outside inference mode; fused optimizers are seen (_fused_step_bumps_versions). The
+    kept `sources` cannot free their memory for another tensor to reuse meanwhile. Under
+    autograd it always calls make(): a graph must not outlive its step. Kept in KEPT, not on the
+    module, so that pickling or copying a module never meets a packed (opaque) tensor, and a
+    copy makes its own."""
     if torch.is_grad_enabled():
         return make()
-    stamp = [(t.data_ptr(), t._version) for t in sources]
+    # inference tensors (a model loaded under torch.inference_mode()) have no version counter
+    stamp = [(t.data_ptr(), None if t.is_inference() else t._version) for t in sources]
     with KEPT_LOCK:  # threads decoding at once (translate.translator.batch_map) make it once
         store = KEPT.setdefault(owner, {})
         hit = store.get(name)
         if hit is None or hit[1] != stamp:
             hit = store[name] = (sources, stamp, make())
     return hit[2]
+
+
+def _fused_step_bumps_versions(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
+    """Fused optimizer kernels (fused=True, GradScaler's step too) write the parameters without
+    bumping their version counters, by which `kept` sees a change: bump them after each step."""
+    for group in optimizer.param_groups:
+        if group.get("fused"):
+            for p in group["params"]:  # one at a time: torch < 2.5 takes no list
+                torch.autograd.graph.increment_version(p)
+
+
+register_optimizer_step_post_hook(_fused_step_bumps_versions)
 
 
 class Linear(nn.Linear):

@@ -375,7 +375,8 @@ class DecoderState:
 class Transformer(nn.Module):
     """Encoder-decoder Transformer; `model(src, tgt_in)` -> logits (B, T, V).
 
-    Initialization as in fairseq: Xavier-uniform linear weights with zero biases, embedding
+    Initialization as in fairseq but for gain 1 everywhere (fairseq: 1/sqrt(2) for q/k/v):
+    Xavier-uniform linear weights with zero biases, embedding
     N(0, d_model^-0.5) with a zero pad row, LayerNorms at (1, 0). With the tied output
     projection this makes the initial logits ~N(0, 1), so the initial loss is about ln(V) + 0.5.
     """

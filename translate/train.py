@@ -90,13 +90,18 @@ def lr_at(
     """Paper schedule: scale * d_model^-0.5 * min(step^-0.5, step * warmup^-1.5), step from 1.
 
     decay 'linear' / 'cosine' keep the linear warmup to the same peak, then fall to 0 at step
-    `total` instead of as step^-0.5 (better for a fixed budget of updates).
+    `total` instead of as step^-0.5 (better for a fixed budget of updates). A run of fewer than
+    2 * warmup updates (max_time on a slow machine) peaks, lower, halfway: it still ends at 0.
     """
     step = max(step, 1)
-    if decay == "rsqrt" or step <= warmup:
+    if decay == "rsqrt":
         return scale * d_model**-0.5 * min(step**-0.5, step * warmup**-1.5)
-    peak = scale * (d_model * warmup) ** -0.5
-    left = max(total - step, 0) / max(total - warmup, 1)  # 1 at the peak, 0 at `total`
+    top = max(min(warmup, total // 2), 1)  # the peak's step
+    ramp = scale * d_model**-0.5 * warmup**-1.5  # lr per step of the warmup
+    if step <= top:
+        return ramp * step
+    left = max(total - step, 0) / max(total - top, 1)  # 1 at the peak, 0 at `total`
+    peak = ramp * top
     return peak * (left if decay == "linear" else 0.5 * (1 - math.cos(math.pi * left)))
 
 
@@ -241,9 +246,11 @@ def _optimizer_step(
     """Clip, then step unless the gradients are non-finite (decided on device when fused)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
-    if scaler is not None:
-        scaler.unscale_(optimizer)
     params = [p for g in optimizer.param_groups for p in g["params"]]
+    if scaler is not None:  # it skips non-finite gradients only: a NaN in one for a bad loss too
+        grad = next(p.grad for p in params if p.grad is not None)
+        grad.view(-1)[:1].mul_(torch.where(nll_finite, 1.0, math.nan))
+        scaler.unscale_(optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.clip_norm or math.inf)
     finite = torch.isfinite(grad_norm) & nll_finite
     fused = bool(optimizer.param_groups[0].get("fused"))
@@ -256,11 +263,6 @@ def _optimizer_step(
         del optimizer.found_inf
     elif finite.item():  # CPU: no pipeline to stall
         optimizer.step()
-    # Fused kernels, under the scaler too, write the parameters without bumping their version
-    # counters, by which inference copies (cpu_gemm.kept) see a change.
-    if fused:
-        for p in params:  # one at a time: torch < 2.5 takes no list
-            torch.autograd.graph.increment_version(p)
     optimizer.zero_grad(set_to_none=True)
     return grad_norm.detach(), finite
 
@@ -693,6 +695,7 @@ class Trainer:
         if self.saved_interval and self.env.main:  # a resume between log steps: as if unbroken
             interval = self.saved_interval
             self.nll_sum += interval["nll"]
+            self.loss_tok += interval.get("loss_tokens", interval["tokens"])
             self.tok_sum, self.bad_total = interval["tokens"], self.bad_total + interval["skipped"]
             self.interval_start -= interval["seconds"]
             if interval.get("grad_norm") is not None:
@@ -718,6 +721,7 @@ class Trainer:
 
     def _reset_interval(self) -> None:
         self.nll_sum, self.tok_sum = torch.zeros((), device=self.device), 0
+        self.loss_tok = torch.zeros((), device=self.device)  # target tokens of nll_sum
         self.bad_streak = torch.zeros((), device=self.device)
         self.bad_total = torch.zeros((), device=self.device)
         self.interval_start = time.time()
@@ -748,8 +752,8 @@ class Trainer:
     def _record(self, result: tuple[Tensor, Tensor, Tensor], lr: float, micro: list[Batch]) -> None:
         """Add the update to the log interval's sums (tensors: no host sync on CUDA)."""
         nll, self.grad_norm, finite = result
-        self.nll_sum += nll
-        self.tok_sum += sum(b[3] for b in micro)
+        ntok = sum(b[3] for b in micro)
+        self.tok_sum += ntok
         self.lr = lr
         if self.scaler is not None:
             # fp16: the scaler skips overflowing gradients itself (and lowers its scale); only a
@@ -757,6 +761,8 @@ class Trainer:
             finite = torch.isfinite(nll)
         bad = (~finite).float()
         self.bad_streak, self.bad_total = (self.bad_streak + 1) * bad, self.bad_total + bad
+        self.nll_sum += torch.where(finite, nll, 0.0)  # the loss is of the updates made
+        self.loss_tok += (1 - bad) * ntok
         if self.device.type == "cpu" and self.env.world == 1 and bad.item():
             self.say(f"step {self.step}: non-finite loss or gradient, update skipped")
             self._check_streak()
@@ -789,8 +795,8 @@ class Trainer:
         if self.env.world > 1:  # the longest streak of any rank: all ranks stop together
             dist.all_reduce(self.bad_streak, op=dist.ReduceOp.MAX)
         self._check_streak()
-        nll, ntok, seconds = self._interval_totals()
-        loss = nll / max(ntok, 1)
+        nll, loss_tokens, ntok, seconds = self._interval_totals()
+        loss = nll / loss_tokens if loss_tokens else math.nan  # nan: every update was skipped
         metrics = {
             "loss": loss,
             "ppl": math.exp(min(loss, 50.0)),
@@ -881,22 +887,24 @@ class Trainer:
         info = {"step": str(self.step), **(info or {})}
         save_checkpoint(path, self.model, self.cfg, self.tokenizer_json, state, info)
 
-    def _interval_totals(self) -> tuple[float, int, float]:
-        """(NLL, target tokens) of the log interval summed over all ranks, and its seconds."""
-        sums = torch.stack([self.nll_sum, torch.tensor(float(self.tok_sum), device=self.device)])
+    def _interval_totals(self) -> tuple[float, int, int, float]:
+        """The log interval's NLL and its target tokens (updates made), the target tokens of all
+        updates (skipped ones too), summed over all ranks, and the interval's seconds."""
+        tokens = torch.tensor(float(self.tok_sum), device=self.device)
+        sums = torch.stack([self.nll_sum, self.loss_tok, tokens])
         if self.env.world > 1:
             dist.all_reduce(sums)
-        nll, tokens = sums.tolist()
-        return nll, int(tokens), time.time() - self.interval_start
+        nll, loss_tokens, tokens = sums.tolist()
+        return nll, int(loss_tokens), int(tokens), time.time() - self.interval_start
 
     def _interval_so_far(self) -> dict:
         """The log interval's totals, saved so that a run resumed between log steps logs the
         same loss at the next one (skipped updates are the same on every rank)."""
-        nll, tokens, seconds = self._interval_totals()
+        nll, loss_tokens, tokens, seconds = self._interval_totals()
         skipped = int(self.bad_total.item())
         grad_norm = float(self.grad_norm) if tokens else None  # of the last update, as logged
-        interval = {"nll": nll, "tokens": tokens, "seconds": seconds, "skipped": skipped}
-        return {**interval, "grad_norm": grad_norm}
+        interval = {"nll": nll, "loss_tokens": loss_tokens, "tokens": tokens, "seconds": seconds}
+        return {**interval, "skipped": skipped, "grad_norm": grad_norm}
 
     def _trainer_state(self, rngs: list[dict], interval: dict) -> dict:
         return {
@@ -919,7 +927,12 @@ class Trainer:
 
     def _write_log(self, record: dict) -> None:
         """Append one record; a second one for the same step (the final validation after a log
-        step) is merged into the first, so there is one record per logged step."""
+        step) is merged into the first, so there is one record per logged step. A non-finite
+        figure (the loss of an interval whose updates were all skipped) is written as null."""
+        record = {
+            k: None if isinstance(v, float) and not math.isfinite(v) else v
+            for k, v in record.items()
+        }
         path = self.out / "log.jsonl"
         if self.last_record is not None and self.last_record["step"] == record["step"]:
             record = {**self.last_record, **record}
@@ -966,7 +979,7 @@ def plot_curves(log_file: Path, png: Path) -> None:
     rows = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
     fig, (ax_loss, ax_bleu) = plt.subplots(1, 2, figsize=(10, 4))
     for key in ("loss", "valid_loss"):
-        pts = [(r["step"], r[key]) for r in rows if key in r]
+        pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
         if pts:
             ax_loss.plot(*zip(*pts, strict=True), label=key)
     pts = [(r["step"], r["valid_bleu"]) for r in rows if "valid_bleu" in r]
