@@ -14,6 +14,7 @@ import unicodedata
 from collections import Counter
 
 import numpy as np
+from tokenizers import Regex, normalizers
 
 DROP_REASONS = ("empty", "duplicate", "too_long", "ratio")
 RATIO_MIN_TOKENS = 6  # pairs whose longer side is shorter than this never fail the ratio rule
@@ -38,6 +39,24 @@ def clean_line(text: str) -> str:
     if _HAS_CONTROL.search(text):  # str.translate costs ~50 ns a character: only where needed
         text = text.translate(_CONTROL)
     return unicodedata.normalize("NFC", text).strip()
+
+
+def clean_line_normalizer() -> normalizers.Normalizer:
+    """`clean_line` as a `tokenizers` normalizer, for the tokenizer files of the exports, whose
+    users do not call clean_line (the surrogates aside: Rust strings hold none)."""
+
+    def chars(replacement: str | None) -> Regex:
+        codes = [c for c, r in _CONTROL.items() if r == replacement and not 0xD800 <= c < 0xE000]
+        return Regex("[" + "".join(f"\\x{{{c:x}}}" for c in codes) + "]")
+
+    return normalizers.Sequence(
+        [
+            normalizers.Replace(chars(" "), " "),
+            normalizers.Replace(chars(None), ""),
+            normalizers.NFC(),
+            normalizers.Strip(),
+        ]
+    )
 
 
 def normalize(lines: list[str]) -> list[str]:

@@ -10,6 +10,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import bench_models  # noqa: E402
+import benchmark  # noqa: E402
+
+from translate.config import load_config
 
 
 def test_an_engine_process_that_dies_is_reported_not_waited_for():
@@ -18,3 +21,10 @@ def test_an_engine_process_that_dies_is_reported_not_waited_for():
     it wait forever."""
     with pytest.raises(SystemExit, match="exited with code 3"):
         bench_models.EngineProcess(1, os._exit, 3)  # the child builds its engine: exits at once
+
+
+def test_the_big_corpus_settings_are_a_valid_config():
+    """`benchmark.py --big` and the command in docs/benchmarks.md stopped at once when a config
+    check came to refuse data.max_len 256 with the Multi30k model's 256 positions."""
+    cfg = load_config("configs/multi30k.yaml", benchmark.BIG)
+    assert (cfg.data.vocab_size, cfg.data.max_len) == (37000, 256)

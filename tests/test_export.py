@@ -157,6 +157,20 @@ def test_cli_export_loads_in_transformers(tiny_checkpoint, tmp_path):
     tokenizer.batch_decode(out_ids, skip_special_tokens=True)
 
 
+def test_the_exported_tokenizer_encodes_as_translate_does(tiny_checkpoint):
+    """Cleaning (control characters, surrounding space) and "</s>" as text, like Translator."""
+    pytest.importorskip("transformers")
+    from translate.export import hf_tokenizer
+    from translate.translator import Translator
+
+    hf = hf_tokenizer(tiny_checkpoint / "tokenizer.json")
+    ours = Translator.load(tiny_checkpoint, device="cpu")
+    texts = ["Er sagt </s> und <s> nicht", " Guten Morgen ", "Guten\tMorgen\x07", "\ufeffa\u2028b"]
+    texts += ["Ich habe <unk> <extra_3> Hund", "Gu\u0308ten Morgen\r\n", "Emoji 😀 東京"]
+    for text in texts:
+        assert hf(text).input_ids == [*ours.encode([text])[0], EOS_ID], text
+
+
 def hf_tokens(row: list[int]) -> list[int]:
     """A generate() row without the start token, and cut at the first </s>."""
     row = row[1:]

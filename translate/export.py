@@ -12,7 +12,12 @@ starts from a zero embedding and the last vocabulary row is a `<pad>` that it dr
 <s> (id 1) and pad is id 0, so the stock converter fails ("Source vocabulary 0 has size V but the
 model expected a vocabulary of size V-1"); we convert with its Bart loader instead (the same
 layers, post-LN, no embedding LayerNorm). The output directory holds the exported tokenizer.json:
-`Tokenizer.from_file(...).encode(text).tokens` (ending in </s>) is what `translate_batch` takes.
+with `tok = Tokenizer.from_file(...)` and `tok.encode_special_tokens = True` (so that "</s>" in a
+text stays text, as in `translate`), `tok.encode(text).tokens` (ending in </s>) is what
+`translate_batch` takes.
+
+Both decode as our search does, except where a hypothesis reaches the length limit: they give its
+forced </s> probability 1, ours its real probability.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 import torch
 
 from data_prep import BOS_ID, EOS_ID, PAD_ID, never_emitted
+from data_prep.clean import clean_line_normalizer
 from translate.checkpoint import atomic_dir, load_checkpoint_config, load_model
 from translate.model import Transformer
 from translate.search import NEVER_EMITTED
@@ -111,7 +117,8 @@ def marian_config(model: Transformer):
         bos_token_id=BOS_ID,
         eos_token_id=EOS_ID,
         decoder_start_token_id=BOS_ID,
-        forced_eos_token_id=EOS_ID,  # like ours: only </s> at the length limit
+        forced_eos_token_id=EOS_ID,  # only </s> at the length limit, where it scores 0 (ours:
+        # its log-prob), so a beam cut at the limit can rank otherwise than ours
     )
 
 
@@ -142,11 +149,13 @@ def to_marian(model: Transformer, never: Sequence[int] = NEVER_EMITTED):
 
 
 def hf_tokenizer(tokenizer_file: str | Path):
-    """Our tokenizer.json as a PreTrainedTokenizerFast that appends </s> to every source."""
+    """Our tokenizer.json as a PreTrainedTokenizerFast that cleans text as `translate` does and
+    appends </s> to every source; text such as "</s>" in it stays text."""
     transformers = _require("transformers")
     from tokenizers import Tokenizer, processors
 
     tok = Tokenizer.from_file(str(tokenizer_file))
+    tok.normalizer = clean_line_normalizer()
     tok.post_processor = processors.TemplateProcessing(
         single="$A </s>", pair="$A $B </s>", special_tokens=[("</s>", EOS_ID)]
     )
@@ -156,6 +165,7 @@ def hf_tokenizer(tokenizer_file: str | Path):
         bos_token="<s>",
         eos_token="</s>",
         unk_token="<unk>",
+        split_special_tokens=True,
     )
 
 
