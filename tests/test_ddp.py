@@ -53,15 +53,19 @@ def flat_params(model) -> torch.Tensor:
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
-def worker(rank: int, init_file: str, out_dir: str) -> None:
+def worker(rank: int, init_file: str, out_dir: str, fp16: bool = False) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     cfg, model, batches = setup()
     ddp = torch.nn.parallel.DistributedDataParallel(model)
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    amp = {"amp_dtype": torch.float16, "scaler": torch.amp.GradScaler("cpu")} if fp16 else {}
+    made = []  # whether each update counts as made, as the trainer logs it
     for step in range(STEPS):
-        train_step(ddp, [batches[step][rank]], opt, 1.0, cfg.train, ddp=ddp)
+        result = train_step(ddp, [batches[step][rank]], opt, 1.0, cfg.train, ddp=ddp, **amp)
+        made.append(bool(result[2]))
     torch.save(flat_params(model), Path(out_dir) / f"rank{rank}.pt")
+    (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(made))
     dist.destroy_process_group()
 
 
@@ -78,35 +82,46 @@ def test_ddp_ranks_agree_and_equal_accumulation(tmp_path):
     assert not torch.equal(ranks[0], flat_params(model))  # it did train
 
 
-def poisoned_worker(rank: int, init_file: str, out_dir: str) -> None:
+def poisoned_worker(rank: int, init_file: str, out_dir: str, fp16: bool) -> None:
     """`worker` with rank 1's NLL non-finite at every step while its gradients stay finite."""
     import translate.train as train_mod
 
     smoothed = train_mod.smoothed_loss
     if rank == 1:
         train_mod.smoothed_loss = lambda *args: (smoothed(*args)[0] + math.inf, smoothed(*args)[1])
-    worker(rank, init_file, out_dir)
+    worker(rank, init_file, out_dir, fp16)
 
 
-def test_a_non_finite_loss_on_one_rank_skips_the_update_on_every_rank(tmp_path):
-    mp.spawn(poisoned_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD)
+@pytest.mark.parametrize("fp16", [False, True], ids=["fp32", "fp16-scaler"])
+def test_a_non_finite_loss_on_one_rank_skips_the_update_on_every_rank(tmp_path, fp16):
+    mp.spawn(poisoned_worker, args=(str(tmp_path / "init"), str(tmp_path), fp16), nprocs=WORLD)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
     assert torch.equal(ranks[0], ranks[1])
     assert torch.equal(ranks[0], flat_params(setup()[1]))  # every update skipped
+    made = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(WORLD)]
+    assert made == [[False] * STEPS] * WORLD  # and logged as skipped on every rank
 
 
 def test_torchrun_two_cpu_processes(tiny_data, tmp_path):
-    sets = [*tiny_overrides(tiny_data, tmp_path / "run"), "train.max_steps=3", "train.save_every=2"]
+    """A validation before any save (which saves last/ too) is reached by every rank."""
+    sets = [*tiny_overrides(tiny_data, tmp_path / "run"), "train.max_steps=4"]
+    sets += ["train.save_every=3", "train.valid_every=2"]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     cmd = [*torchrun, "-m", "translate.train"] + [x for s in sets for x in ("--set", s)]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [1, 2, 3]  # rank 0 alone writes the log
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]  # rank 0 alone writes the log
+    assert "valid_loss" in rows[1] and (tmp_path / "run" / "best").is_dir()
     assert proc.stdout.count("parameters") == 1
     state = torch.load(tmp_path / "run" / "last" / "trainer_state.pt", weights_only=True)
-    assert state["step"] == 3 and state["world_size"] == 2
+    assert state["step"] == 4 and state["world_size"] == 2
+    # resumed with max_time used up, between log steps: it stops before any update
+    more = ["train.max_steps=100", "train.max_time=0.01s", "train.log_every=3"]
+    cmd += [x for s in more for x in ("--set", s)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=180)
+    assert proc.returncode == 0 and "stopped at step 4: reached train.max_time" in proc.stdout
 
 
 def start_worker(rank: int, init_file: str, out_dir: str, steps: list[int]) -> None:

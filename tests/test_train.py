@@ -612,6 +612,24 @@ def test_fp16_skips_an_update_whose_loss_is_not_finite():
     assert not finite and torch.equal(before, layer.weight) and scaler.get_scale() < 2.0**8
 
 
+def test_an_update_skipped_on_another_rank_counts_as_skipped_under_fp16():
+    """train_step's flag is what all ranks agreed on; fp16 must not trust this rank's finite loss
+    over it (the logged loss would hold a skipped update, skipped_updates would miss it)."""
+    zero = lambda: torch.zeros(())  # noqa: E731
+    run = SimpleNamespace(nll_sum=zero(), loss_tok=zero(), bad_streak=zero(), bad_total=zero())
+    run.tok_sum, run.scaler, run.step = 0, object(), 1
+    run.device, run.env = torch.device("cpu"), SimpleNamespace(world=2)
+    Trainer._record(
+        run, (torch.tensor(3.0), torch.tensor(1.0), torch.tensor(False)), 0.1, [(0,) * 3 + (5,)]
+    )
+    assert (run.bad_total.item(), run.nll_sum.item(), run.loss_tok.item(), run.tok_sum) == (
+        1,
+        0,
+        0,
+        5,
+    )
+
+
 def test_a_skipped_update_leaves_the_logged_loss_finite(tiny_cfg, monkeypatch):
     """The interval's loss is of the updates made; one whose updates were all skipped logs
     null (strict JSON), not NaN or Infinity."""

@@ -243,7 +243,9 @@ def _optimizer_step(
     scaler: torch.amp.GradScaler | None,
     nll_finite: Tensor,
 ) -> tuple[Tensor, Tensor]:
-    """Clip, then step unless the gradients are non-finite (decided on device when fused)."""
+    """Clip, then step unless the gradients are non-finite (decided on device when fused) ->
+    (grad norm, whether the update counts as made: under fp16 whether the loss was finite, as
+    the scaler skips overflowing gradients itself, lowering its scale, and that is no fault)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     params = [p for g in optimizer.param_groups for p in g["params"]]
@@ -264,7 +266,7 @@ def _optimizer_step(
     elif finite.item():  # CPU: no pipeline to stall
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return grad_norm.detach(), finite
+    return grad_norm.detach(), nll_finite if scaler is not None else finite
 
 
 @torch.no_grad()
@@ -596,8 +598,8 @@ class Trainer:
             return f"reached train.max_steps={tc.max_steps}"
         if tc.max_epochs and self.batches.current_epoch() >= tc.max_epochs:
             return f"reached train.max_epochs={tc.max_epochs}"
-        if self.env.world > 1 and self.step % tc.log_every:
-            return self._agreed_between_logs()
+        if self.env.world > 1 and self.step % tc.log_every and self.step > self.session_step:
+            return self._agreed_between_logs()  # the first check of a session waits for all
         # The decay end moves only at log steps, to what all ranks agree on (max of -end).
         end = -self._projected_end() if self.step % tc.log_every == 0 else -self.decay_end
         signalled, total_up, session_up = self.stop_signal is not None, *self._time_up()
@@ -755,10 +757,6 @@ class Trainer:
         ntok = sum(b[3] for b in micro)
         self.tok_sum += ntok
         self.lr = lr
-        if self.scaler is not None:
-            # fp16: the scaler skips overflowing gradients itself (and lowers its scale); only a
-            # non-finite loss, an overflow in the forward pass that it cannot mend, counts here
-            finite = torch.isfinite(nll)
         bad = (~finite).float()
         self.bad_streak, self.bad_total = (self.bad_streak + 1) * bad, self.bad_total + bad
         self.nll_sum += torch.where(finite, nll, 0.0)  # the loss is of the updates made
@@ -787,7 +785,7 @@ class Trainer:
             self._write_log({"step": self.step, "epoch": self.batches.epoch, **record})
         if tc.save_every and self.step % tc.save_every == 0:
             self._save(step_dir=True)
-        elif "valid_loss" in record and self.saved_step < 0:
+        elif self.valid_step == self.step and self.saved_step < 0:  # on every rank alike
             self._save()  # a run killed now must resume: a best/ without last/ would block it
 
     def _interval_metrics(self) -> dict:
