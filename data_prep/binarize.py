@@ -60,23 +60,31 @@ def prepare(cfg: DataConfig, build: bool = True) -> Path:
             "machines put data.dir and the raw data.* files on a filesystem they all share"
         )
     _check_not_overwritten(cfg, out)
+    stats = Stats()
+    evals = {split: open_split(cfg, split, stats) for split in ("valid", "test")}  # checked first
     if manifest:
         print(f"data: rebuilding {out}, prepared for {_what_changed(manifest, cfg, inputs)}")
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        return _build(cfg, out, inputs)
+        return _build(cfg, out, inputs, stats, evals)
     except BaseException:
         if created:  # a first build that failed (offline, say) leaves no half-built folder
             shutil.rmtree(out, ignore_errors=True)
         raise
 
 
-def _build(cfg: DataConfig, out: Path, inputs: list[list[Any]]) -> Path:
-    """Tokenizer, token arrays, raw valid/test text, then manifest.json last (the commit)."""
+def _build(
+    cfg: DataConfig,
+    out: Path,
+    inputs: list[list[Any]],
+    stats: Stats,
+    evals: dict[str, tuple[int, Iterator[Chunk]]],
+) -> Path:
+    """Tokenizer, token arrays, raw valid/test text (`evals`: open_split's), then manifest.json
+    last (the commit)."""
     (out / "manifest.json").unlink(missing_ok=True)  # a half-built dir is never reused
-    start, stats, drops = time.time(), Stats(), Counter()
-    evals = {split: open_split(cfg, split, stats) for split in ("valid", "test")}  # checked first
+    start, drops = time.time(), Counter()
     sample, n_sample = _tokenizer_sample(cfg, stats)
     tok = train_tokenizer(sample, vocab_size=cfg.vocab_size, length=n_sample)
     with _written(out / "tokenizer.json") as tmp:

@@ -43,7 +43,8 @@ def clean_line(text: str) -> str:
 
 def clean_line_normalizer() -> normalizers.Normalizer:
     """`clean_line` as a `tokenizers` normalizer, for the tokenizer files of the exports, whose
-    users do not call clean_line (the surrogates aside: Rust strings hold none)."""
+    users do not call clean_line. Two differences: Rust strings hold no surrogates, and the
+    library's NFC has older Unicode tables (24 recent combining marks compose otherwise)."""
 
     def chars(replacement: str | None) -> Regex:
         codes = [c for c, r in _CONTROL.items() if r == replacement and not 0xD800 <= c < 0xE000]

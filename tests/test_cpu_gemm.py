@@ -182,3 +182,22 @@ def test_kept_takes_inference_tensors():
         assert torch.equal(
             kept(layer, "test_copy", (layer.weight,), layer.weight.clone), layer.weight
         )
+
+
+def test_loading_weights_renews_the_kept_copies_of_inference_tensors():
+    """Under torch.inference_mode() load_state_dict edits tensors that have no version counter:
+    the model forgets its kept copies instead (evaluating several checkpoints in one model)."""
+    from translate.config import ModelConfig
+    from translate.model import Transformer
+    from translate.search import greedy_search
+
+    cfg = ModelConfig(d_model=16, n_heads=2, d_ff=32, encoder_layers=1, decoder_layers=1)
+    src = torch.tensor([[5, 6, 7, 2]])
+    with torch.inference_mode():
+        torch.manual_seed(0)
+        model = Transformer(cfg, 40).eval()
+        torch.manual_seed(1)
+        other = Transformer(cfg, 40).eval()
+        greedy_search(model, src, max_len_b=8)  # fills the kept copies
+        model.load_state_dict(other.state_dict())
+        assert greedy_search(model, src, max_len_b=8) == greedy_search(other, src, max_len_b=8)

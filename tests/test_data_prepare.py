@@ -116,6 +116,12 @@ def test_an_empty_valid_or_test_set_is_refused_before_the_tokenizer(tmp_path, co
     with pytest.raises(DataError, match=r"test.de' has no lines; data.test must name a test set"):
         prepare(cfg)
     assert not (tmp_path / "out").exists()
+    cfg.test = cfg.valid
+    manifest = prepare(cfg) / "manifest.json"
+    cfg.test = str(tmp_path / "test")
+    with pytest.raises(DataError, match="has no lines"):
+        prepare(cfg)
+    assert manifest.is_file()  # another config's data is left as it was
 
 
 def test_reverse_direction(tmp_path):

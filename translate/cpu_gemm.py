@@ -244,7 +244,8 @@ def kept(owner: nn.Module, name: str, sources: tuple[Tensor, ...], make: Callabl
     """make(), kept for `owner` as `name` until a tensor in `sources` changes, in place (an
     optimizer step, load_state_dict) or its storage (.to()): for inference copies of parameters
     (fused, scaled, packed). Writes through `.data` go unseen, as do in-place edits of inference
-    tensors outside inference mode; fused optimizers are seen (_fused_step_bumps_versions). The
+    tensors (which have no version counter) but for load_state_dict, after which `forget_kept`
+    runs (Transformer registers it); fused optimizers are seen (_fused_step_bumps_versions). The
     kept `sources` cannot free their memory for another tensor to reuse meanwhile. Under
     autograd it always calls make(): a graph must not outlive its step. Kept in KEPT, not on the
     module, so that pickling or copying a module never meets a packed (opaque) tensor, and a
@@ -259,6 +260,13 @@ def kept(owner: nn.Module, name: str, sources: tuple[Tensor, ...], make: Callabl
         if hit is None or hit[1] != stamp:
             hit = store[name] = (sources, stamp, make())
     return hit[2]
+
+
+def forget_kept(module: nn.Module, *hook_args: Any) -> None:
+    """Drop the copies kept for `module` and its submodules (a load_state_dict post hook)."""
+    with KEPT_LOCK:
+        for m in module.modules():
+            KEPT.pop(m, None)
 
 
 def _fused_step_bumps_versions(optimizer: torch.optim.Optimizer, args, kwargs) -> None:

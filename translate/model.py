@@ -23,6 +23,7 @@ from translate.cpu_gemm import (
     ONEDNN_AVX512,
     Linear,
     Packed,
+    forget_kept,
     kept,
     linear,
     packable,
@@ -392,6 +393,7 @@ class Transformer(nn.Module):
             "positions", sinusoids(cfg.max_positions, cfg.d_model), persistent=False
         )
         self.reset_parameters()
+        self.register_load_state_dict_post_hook(forget_kept)  # for inference tensors: no versions
 
     def reset_parameters(self) -> None:
         for module in self.modules():
