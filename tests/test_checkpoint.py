@@ -217,6 +217,24 @@ def test_a_half_deleted_leftover_is_neither_put_back_nor_in_the_way(tok_file, tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
 
 
+def test_a_save_killed_before_its_first_rename_leaves_nothing_after_recover(tok_file, tmp_path):
+    model, cfg = tiny_model()
+    save_checkpoint(tmp_path / ".last.tmp-4242", model, cfg, tok_file, trainer_state(5))
+    recover(tmp_path / "last", state=True)  # the run's first save: no last/ to keep
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_damaged_model_metadata_is_one_line(tok_file, tmp_path):
+    model, cfg = tiny_model()
+    ckpt = save_checkpoint(tmp_path / "ckpt", model, cfg, tok_file)
+    tensors = safetensors.torch.load_file(ckpt / "model.safetensors")
+    with safetensors.safe_open(ckpt / "model.safetensors", "pt") as f:
+        metadata = {**f.metadata(), "model": "5"}
+    safetensors.torch.save_file(tensors, ckpt / "model.safetensors", metadata=metadata)
+    with pytest.raises(CheckpointError, match="damaged 'model' metadata"):
+        load_model(ckpt)
+
+
 def test_step_checkpoints_are_complete_ones_in_step_order(tok_file, tmp_path):
     from translate.checkpoint import discard_removed, remove_checkpoint, step_checkpoints
 
@@ -285,12 +303,13 @@ def run(tok_file, tmp_path) -> Path:
     return run
 
 
-TARGETS = ["input", "run_dir", "last", "best", "last_copy", "not_checkpoint", "file"]
+TARGETS = ["input", "run_dir", "last", "best", "last_copy", "not_checkpoint", "file", "in_last"]
 
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_average_refuses_an_out_it_would_destroy(run, capsys, target):
     out = {"input": run / "step_0000200", "last_copy": run / "resume", "file": run / "notes"}
+    out["in_last"] = run / "last" / "avg"  # the next save of last/ would replace it
     out = out.get(target, run if target == "run_dir" else run / target)
     if target == "last_copy":
         shutil.copytree(run / "last", out)

@@ -456,12 +456,40 @@ def test_resume_keeps_the_score_of_best_not_the_older_one_in_last(tiny_cfg):
 
 
 def test_the_first_validation_saves_last_so_that_a_kill_after_it_resumes(tiny_cfg, monkeypatch):
-    """best/ without last/ would refuse the re-run (a demo killed between steps 200 and 500)."""
-    saved, save = [], Trainer._save
-    monkeypatch.setattr(Trainer, "_save", lambda self, **kw: (saved.append(self.step), save(self)))
+    """best/ without last/ would refuse the re-run (a demo killed between steps 200 and 500):
+    the first validation saves last/, and best/ only after it."""
+    saved, save = [], Trainer._save_checkpoint
+    monkeypatch.setattr(
+        Trainer,
+        "_save_checkpoint",
+        lambda self, path, *a, **k: (
+            saved.append((self.step, path.name)),
+            save(self, path, *a, **k),
+        ),
+    )
     sets = ("train.valid_every=2", "train.save_every=1000", "train.valid_bleu_sentences=0")
     train_mod.train(tiny_cfg("train.max_steps=6", *sets))
-    assert saved == [2, 6]
+    assert saved[:2] == [(2, "last"), (2, "best")] and saved[-1][0] == 6
+
+
+def test_a_step_checkpoint_lost_to_a_kill_after_last_is_written_on_resume(tiny_cfg):
+    sets = ("train.save_every=2", "train.valid_bleu_sentences=0")
+    train_mod.train(tiny_cfg("train.max_steps=4", *sets))
+    run = Path(tiny_cfg().train.out_dir)
+    shutil.rmtree(run / "step_0000004")  # killed between last/ and step_0000004
+    trainer = Trainer(tiny_cfg("train.max_steps=6", *sets))
+    assert sorted(p.name for p in run.glob("step_*")) == ["step_0000002", "step_0000004"]
+    assert trainer.step == 4
+
+
+def test_a_trainer_state_that_does_not_fit_is_one_line(tiny_cfg):
+    train_mod.train(tiny_cfg("train.max_steps=2", "train.valid_bleu_sentences=0"))
+    path = Path(tiny_cfg().train.out_dir) / "last" / "trainer_state.pt"
+    state = torch.load(path, weights_only=True)
+    state["optimizer"]["param_groups"] = []
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="does not fit this trainer .ValueError"):
+        Trainer(tiny_cfg("train.max_steps=4"))
 
 
 def test_a_new_max_time_on_resume_projects_the_decay_end_at_the_earlier_pace(tiny_cfg):

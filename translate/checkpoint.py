@@ -125,8 +125,10 @@ def recover(target: str | Path, state: bool = False) -> None:
         whole = [p for p in aside if complete(p, state)]
         if whole:
             os.replace(max(whole, key=lambda p: (p / MODEL_FILE).stat().st_mtime), target)
+    for leftover in target.parent.glob(f".{target.name}.tmp-*"):  # never put back
+        shutil.rmtree(leftover, ignore_errors=True)
     if target.exists():
-        for leftover in [*aside, *target.parent.glob(f".{target.name}.tmp-*")]:
+        for leftover in aside:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
@@ -191,7 +193,13 @@ def check_model_config(ckpt_dir: Path, model_cfg: ModelConfig) -> None:
     stored = _read_header(ckpt_dir / MODEL_FILE)[1].get("model")
     if stored is None:  # older checkpoints did not record it
         return
-    changed = differences("model", json.loads(stored), dataclasses.asdict(model_cfg))
+    try:
+        stored = json.loads(stored)
+        changed = differences("model", stored, dataclasses.asdict(model_cfg))
+    except (ValueError, TypeError, AttributeError):  # not a JSON object: edited by hand
+        raise CheckpointError(
+            f"'{ckpt_dir / MODEL_FILE}' has damaged 'model' metadata; use another checkpoint"
+        ) from None
     if changed:
         raise CheckpointError(
             f"'{ckpt_dir / CONFIG_FILE}' was changed after the weights were saved ({changed}); "
@@ -402,6 +410,8 @@ def _out_dir_problem(out: Path, dirs: list[Path]) -> str | None:
         return "is one of the checkpoints being averaged"
     if inputs:
         return f"contains the checkpoint '{inputs[0]}' being averaged"
+    if inside := next((p for p in target.parents if (p / MODEL_FILE).is_file()), None):
+        return f"lies inside the checkpoint '{inside}', which training or pruning replaces"
     if out.name in TRAINING_NAMES or out.name.startswith("step_"):
         return f"is named '{out.name}', a checkpoint training writes (last, best, step_NNNNNNN)"
     if out.exists() and not out.is_dir():

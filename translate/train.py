@@ -50,6 +50,7 @@ from translate.checkpoint import (
     CheckpointError,
     check_model_config,
     checkpoint_info,
+    complete,
     discard_removed,
     load_checkpoint_config,
     load_trainer_state,
@@ -422,6 +423,7 @@ class Trainer:
         self.elapsed = 0.0  # training seconds of the earlier sessions
         self.best: float | None = None  # best/'s validation score
         self.best_metric: str | None = None  # "bleu" or "loss": what self.best is a score of
+        self.pending_best: dict | None = None  # best/'s info until the first last/ is saved
         self.saved_step = self.valid_step = -1  # the step last/ was saved at, last validated at
         self.logged_step = 0  # the step of the last log record
         self.last_record: dict | None = None  # that record, as written to log.jsonl
@@ -525,6 +527,8 @@ class Trainer:
     def _resume(self) -> tuple[int, int]:
         """Restore weights, optimizer, scaler, RNG and data position from `last` -> (epoch, pos)."""
         last, tc = self.out / "last", self.cfg.train
+        if not (last / "tokenizer.json").is_file():
+            raise CheckpointError(f"'{last}' has no tokenizer.json; put the run's own last/ back")
         if (last / "tokenizer.json").read_bytes() != self.tokenizer_json:
             raise CheckpointError(
                 f"'{last}' was trained with another tokenizer than the one prepared now in "
@@ -533,6 +537,27 @@ class Trainer:
             )
         load_weights(self.model, last, self.device)
         state = load_trainer_state(last)
+        try:
+            position = self._restore(state)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+            raise CheckpointError(
+                f"'{last / STATE_FILE}' does not fit this trainer ({type(e).__name__}: "
+                f"{str(e).splitlines()[0]}); put the run's own last/ back, or use a new "
+                "train.out_dir"
+            ) from None
+        step_dir = self.out / f"step_{self.step:07d}"
+        if self.env.main and tc.save_every and self.step and self.step % tc.save_every == 0:
+            if not complete(step_dir):  # killed between last/ and its step checkpoint
+                self._save_checkpoint(step_dir)
+            for old in step_checkpoints(self.out)[: -tc.keep_last or None]:
+                remove_checkpoint(old)
+        self._truncate_log(self.step)
+        self.say(f"resumed from {last} at step {self.step}")
+        return position
+
+    def _restore(self, state: dict) -> tuple[int, int]:
+        """The trainer state of `last` -> (epoch, pos): optimizer, scaler, counters, RNG."""
+        tc = self.cfg.train
         fused = self.device.type == "cuda" or None  # the run may have started on another device
         for group in state["optimizer"]["param_groups"]:  # `fused` decides where `step` goes
             group["fused"] = fused
@@ -559,8 +584,6 @@ class Trainer:
             set_rng_state(rngs[self.env.rank])
         else:  # another number of ranks: fresh dropout streams (resuming is not bit-exact then)
             torch.manual_seed(self.cfg.train.seed + 1000 * self.env.rank + self.step)
-        self._truncate_log(self.step)
-        self.say(f"resumed from {last} at step {self.step}")
         self.saved_batches = state.get("batches_per_rank")
         return state["epoch"], state["batch_in_epoch"]
 
@@ -854,7 +877,10 @@ class Trainer:
             if self.best is None or switched or score > self.best:
                 self.best, self.best_metric = score, metric
                 info = {"step": str(self.step), "valid_score": repr(score), "valid_metric": metric}
-                self._save_checkpoint(self.out / "best", info=info)
+                if self.saved_step < 0:  # no last/ yet: a best/ alone would block the re-run
+                    self.pending_best = info  # written by _save, right after last/
+                else:
+                    self._save_checkpoint(self.out / "best", info=info)
                 line += f"; new best, saved to {self.out / 'best'}"
                 if switched:
                     line += f" (by {metric} now; the one before was chosen by {before})"
@@ -874,6 +900,9 @@ class Trainer:
         interval = self._interval_so_far()
         if self.env.main:
             self._save_checkpoint(self.out / "last", self._trainer_state(rngs, interval))
+            if self.pending_best is not None:
+                self._save_checkpoint(self.out / "best", info=self.pending_best)
+                self.pending_best = None
             if step_dir:
                 self._save_checkpoint(self.out / f"step_{self.step:07d}")
                 for old in step_checkpoints(self.out)[: -self.cfg.train.keep_last or None]:
