@@ -368,18 +368,18 @@ def test_non_finite_losses_stop_with_a_message(tiny_cfg, monkeypatch, precision)
         train_mod.train(tiny_cfg("train.max_steps=20", f"train.precision={precision}"))
 
 
-def test_fp16_gradient_overflow_is_left_to_the_scaler(tiny_cfg, monkeypatch):
-    """A finite loss with overflowing gradients is the scaler's normal business, not a stop."""
-
-    def overflow_step(net, micro, optimizer, *args):
-        return torch.tensor(2.0), torch.tensor(float("inf")), torch.tensor(False)
-
-    monkeypatch.setattr(train_mod, "train_step", overflow_step)
-    cfg = tiny_cfg("train.max_steps=8", "train.precision=fp16", "train.log_every=4")
-    train_mod.train(cfg)
-    log = [json.loads(line) for line in (Path(cfg.train.out_dir) / "log.jsonl").open()]
-    assert [r["step"] for r in log if "loss" in r] == [4, 8]
-    assert not any("skipped_updates" in r for r in log)
+def test_fp16_gradient_overflow_is_left_to_the_scaler():
+    """A finite loss with overflowing gradients is the scaler's normal business (it skips the
+    step and lowers its scale), not a skipped update that counts toward a stop."""
+    layer = torch.nn.Linear(4, 4)
+    optimizer = torch.optim.AdamW(layer.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
+    scaler.scale(layer(torch.randn(2, 4)).sum()).backward()
+    layer.weight.grad[0, 0] = math.inf
+    before = layer.weight.detach().clone()
+    tc = SimpleNamespace(clip_norm=0.0)
+    _, made = train_mod._optimizer_step(optimizer, 0.1, tc, scaler, torch.tensor(True))
+    assert made and torch.equal(before, layer.weight) and scaler.get_scale() < 2.0**8
 
 
 def test_cuda_oom_suggests_smaller_max_tokens(tiny_cfg, monkeypatch):
@@ -470,6 +470,24 @@ def test_the_first_validation_saves_last_so_that_a_kill_after_it_resumes(tiny_cf
     sets = ("train.valid_every=2", "train.save_every=1000", "train.valid_bleu_sentences=0")
     train_mod.train(tiny_cfg("train.max_steps=6", *sets))
     assert saved[:2] == [(2, "last"), (2, "best")] and saved[-1][0] == 6
+
+
+def test_a_best_lost_to_a_kill_after_the_first_last_is_written_on_resume(tiny_cfg, monkeypatch):
+    save = Trainer._save_checkpoint
+
+    def killed_at_best(self, path, *args, **kwargs):
+        if path.name == "best":
+            raise SystemExit(137)
+        save(self, path, *args, **kwargs)
+
+    sets = ("train.valid_every=2", "train.save_every=1000", "train.valid_bleu_sentences=0")
+    with monkeypatch.context() as patch, pytest.raises(SystemExit):
+        patch.setattr(Trainer, "_save_checkpoint", killed_at_best)
+        train_mod.train(tiny_cfg("train.max_steps=6", *sets))
+    run = Path(tiny_cfg().train.out_dir)
+    assert not (run / "best").exists()
+    trainer = Trainer(tiny_cfg("train.max_steps=6", *sets))
+    assert checkpoint_info(run / "best")["step"] == "2" and trainer.best is not None
 
 
 def test_a_step_checkpoint_lost_to_a_kill_after_last_is_written_on_resume(tiny_cfg):

@@ -410,7 +410,7 @@ def _out_dir_problem(out: Path, dirs: list[Path]) -> str | None:
         return "is one of the checkpoints being averaged"
     if inputs:
         return f"contains the checkpoint '{inputs[0]}' being averaged"
-    if inside := next((p for p in target.parents if (p / MODEL_FILE).is_file()), None):
+    if inside := next((p for p in target.parents if complete(p)), None):
         return f"lies inside the checkpoint '{inside}', which training or pruning replaces"
     if out.name in TRAINING_NAMES or out.name.startswith("step_"):
         return f"is named '{out.name}', a checkpoint training writes (last, best, step_NNNNNNN)"

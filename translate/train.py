@@ -545,6 +545,13 @@ class Trainer:
                 f"{str(e).splitlines()[0]}); put the run's own last/ back, or use a new "
                 "train.out_dir"
             ) from None
+        if (
+            self.env.main
+            and (info := state.get("pending_best"))
+            and not complete(self.out / "best")
+        ):
+            self._save_checkpoint(self.out / "best", info=info)  # last/ holds that model
+            self.best, self.best_metric = self._best_score(self.best)
         step_dir = self.out / f"step_{self.step:07d}"
         if self.env.main and tc.save_every and self.step and self.step % tc.save_every == 0:
             if not complete(step_dir):  # killed between last/ and its step checkpoint
@@ -949,6 +956,7 @@ class Trainer:
             "rank_rngs": rngs[1:],
             "interval": interval,
             "valid_step": self.valid_step,
+            "pending_best": self.pending_best,  # written right after: a kill may come between
             "logged_step": self.logged_step,
         }
 
