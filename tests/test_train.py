@@ -78,7 +78,7 @@ def test_decay_ends_where_max_time_runs_out():
     cfg = load_config("configs/demo.yaml", ["train.max_steps=1000", "train.max_time=100s"])
     now = time.time()
     run = SimpleNamespace(cfg=cfg, step=100, session_step=0, session_start=now - 20, elapsed=0.0)
-    run.decay_end, run._elapsed = 1000, lambda: Trainer._elapsed(run)
+    run.decay_end, run._elapsed, run.max_time = 1000, lambda: Trainer._elapsed(run), 100.0
     end = Trainer._projected_end(run)  # 0.2 s per step, about 80 s left: about 400 more steps
     assert 480 <= end <= 500
     run.session_start = now - 1  # a fast machine: max_steps ends first

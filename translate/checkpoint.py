@@ -170,8 +170,8 @@ def save_checkpoint(
     return Path(ckpt_dir)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 # What the weights mean: a config.yaml edited in these (n_heads, pre_norm: every tensor keeps its
@@ -184,8 +184,7 @@ def _metadata(tokenizer: bytes, model_cfg: ModelConfig) -> dict[str, str]:
     """safetensors metadata: the format, the fingerprint of the tokenizer the weights go with and
     the model ARCHITECTURE they were saved with."""
     model = json.dumps({k: getattr(model_cfg, k) for k in ARCHITECTURE}, sort_keys=True)
-    sha256 = hashlib.sha256(tokenizer).hexdigest()
-    return {"format": "pt", "tokenizer_sha256": sha256, "model": model}
+    return {"format": "pt", "tokenizer_sha256": _sha256(tokenizer), "model": model}
 
 
 def check_model_config(ckpt_dir: Path, model_cfg: ModelConfig) -> None:
@@ -265,7 +264,7 @@ def _read_header(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]
 
 def _check_tokenizer(ckpt_dir: Path) -> str:
     """sha256 of the checkpoint's tokenizer.json; CheckpointError if the weights expect another."""
-    sha = _sha256(ckpt_dir / TOKENIZER_FILE)
+    sha = _sha256((ckpt_dir / TOKENIZER_FILE).read_bytes())
     stored = _read_header(ckpt_dir / MODEL_FILE)[1].get("tokenizer_sha256")
     if stored is not None and stored != sha:  # older checkpoints have no fingerprint
         raise CheckpointError(

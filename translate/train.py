@@ -430,6 +430,10 @@ class Trainer:
         self.saved_interval: dict | None = None  # the resumed log interval's sums (_resume)
         self.saved_batches: int | None = None  # this rank's batches per epoch when last saved
         self.decay_end = tc.max_steps or sys.maxsize  # moved sooner by max_time: _projected_end
+        self.max_time = parse_duration(tc.max_time) if tc.max_time else math.inf  # seconds
+        self.session_time = (
+            parse_duration(tc.session_time, "session_time") if tc.session_time else math.inf
+        )
         epoch, pos = self._resume() if resuming else self._start_fresh()
         self._check_ranks_agree()
         self.ddp = None
@@ -552,12 +556,9 @@ class Trainer:
         ):
             self._save_checkpoint(self.out / "best", info=info)  # last/ holds that model
             self.best, self.best_metric = self._best_score(self.best)
-        step_dir = self.out / f"step_{self.step:07d}"
         if self.env.main and tc.save_every and self.step and self.step % tc.save_every == 0:
-            if not complete(step_dir):  # killed between last/ and its step checkpoint
-                self._save_checkpoint(step_dir)
-            for old in step_checkpoints(self.out)[: -tc.keep_last or None]:
-                remove_checkpoint(old)
+            # killed between last/ and its step checkpoint, or before pruning
+            self._save_step(write=not complete(self.out / f"step_{self.step:07d}"))
         self._truncate_log(self.step)
         self.say(f"resumed from {last} at step {self.step}")
         return position
@@ -674,10 +675,8 @@ class Trainer:
 
     def _time_up(self) -> tuple[bool, bool]:
         """(train.max_time used up over all sessions, train.session_time used up by this one)."""
-        tc, session = self.cfg.train, time.time() - self.session_start
-        total = parse_duration(tc.max_time) if tc.max_time else math.inf
-        limit = parse_duration(tc.session_time, "session_time") if tc.session_time else math.inf
-        return self._elapsed() >= total, session >= limit
+        session = time.time() - self.session_start
+        return self._elapsed() >= self.max_time, session >= self.session_time
 
     def _elapsed(self) -> float:
         return self.elapsed + time.time() - self.session_start
@@ -694,7 +693,7 @@ class Trainer:
             per_step, elapsed = (time.time() - self.session_start) / done, self._elapsed()
         end = tc.max_steps or sys.maxsize
         if tc.decay != "rsqrt" and tc.max_time:
-            left = parse_duration(tc.max_time) - elapsed
+            left = self.max_time - elapsed
             end = min(end, self.step + max(int(left / per_step), 0))
         return end
 
@@ -853,9 +852,9 @@ class Trainer:
         if tc.max_steps and done:
             left.append((tc.max_steps - self.step) * session / done)
         if tc.max_time:
-            left.append(parse_duration(tc.max_time) - self._elapsed())
+            left.append(self.max_time - self._elapsed())
         if tc.session_time:
-            left.append(parse_duration(tc.session_time, "session_time") - session)
+            left.append(self.session_time - session)
         return self.bar.format_interval(max(min(left), 0)) if left else "?"
 
     def _validate(self) -> dict:
@@ -911,11 +910,16 @@ class Trainer:
                 self._save_checkpoint(self.out / "best", info=self.pending_best)
                 self.pending_best = None
             if step_dir:
-                self._save_checkpoint(self.out / f"step_{self.step:07d}")
-                for old in step_checkpoints(self.out)[: -self.cfg.train.keep_last or None]:
-                    remove_checkpoint(old)
+                self._save_step()
         self.saved_step = self.step
         self.env.barrier()
+
+    def _save_step(self, write: bool = True) -> None:
+        """step_NNNNNNN/ (weights only) of this step, then only the last train.keep_last kept."""
+        if write:
+            self._save_checkpoint(self.out / f"step_{self.step:07d}")
+        for old in step_checkpoints(self.out)[: -self.cfg.train.keep_last or None]:
+            remove_checkpoint(old)
 
     def _save_checkpoint(self, path: Path, state: dict | None = None, info: dict | None = None):
         info = {"step": str(self.step), **(info or {})}
