@@ -121,7 +121,8 @@ def test_torchrun_two_cpu_processes(tiny_data, tmp_path):
     more = ["train.max_steps=100", "train.max_time=0.01s", "train.log_every=3"]
     cmd += [x for s in more for x in ("--set", s)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=180)
-    assert proc.returncode == 0 and "stopped at step 4: reached train.max_time" in proc.stdout
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "stopped at step 4: reached train.max_time" in proc.stdout
 
 
 def start_worker(rank: int, init_file: str, out_dir: str, steps: list[int]) -> None:
