@@ -510,6 +510,24 @@ def test_a_trainer_state_that_does_not_fit_is_one_line(tiny_cfg):
         Trainer(tiny_cfg("train.max_steps=4"))
 
 
+def test_out_of_memory_while_resuming_is_not_blamed_on_the_checkpoint(
+    tiny_data, tmp_path, monkeypatch, capsys
+):
+    sets = [*tiny_overrides(tiny_data, tmp_path / "run"), "train.valid_bleu_sentences=0"]
+    train_mod.train(load_config(None, [*sets, "train.max_steps=2"]))
+
+    def oom(self, state):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB\nmore")
+
+    monkeypatch.setattr(Trainer, "_restore", oom)
+    capsys.readouterr()
+    sets = [x for s in [*sets, "train.max_steps=4"] for x in ("--set", s)]
+    assert train_mod.main(sets) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: CUDA out of memory. Tried to allocate 2 GiB; free GPU memory")
+    assert "does not fit" not in err and len(err.splitlines()) == 1
+
+
 def test_a_new_max_time_on_resume_projects_the_decay_end_at_the_earlier_pace(tiny_cfg):
     """Not the new max_steps (or no end) until this session has measured its pace: the lr of a
     run annealed to 0 would jump back up."""

@@ -543,6 +543,8 @@ class Trainer:
         state = load_trainer_state(last)
         try:
             position = self._restore(state)
+        except torch.cuda.OutOfMemoryError:  # a RuntimeError, but no fault of the checkpoint
+            raise
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
             raise CheckpointError(
                 f"'{last / STATE_FILE}' does not fit this trainer ({type(e).__name__}: "
@@ -1061,6 +1063,13 @@ def main(argv: list[str] | None = None) -> int:
         return train(load_config(args.config, args.set))
     except (ConfigError, DataError, CheckpointError, TrainingError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except torch.cuda.OutOfMemoryError as e:  # before training: the model or optimizer state
+        print(
+            f"error: {str(e).splitlines()[0]}; free GPU memory that other processes hold "
+            "(nvidia-smi), or train a smaller model",
+            file=sys.stderr,
+        )
         return 1
     except OSError as e:  # e.g. train.out_dir or data.dir not writable, a full disk
         where = f": '{e.filename}'" if e.filename else ""
