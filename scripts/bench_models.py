@@ -3,7 +3,7 @@
 Sections of scripts/benchmark.py (`--only train|decode|gpu`):
 
 train:  training tokens/s, ours vs a MarianMTModel with the same dimensions, initial weights,
-        batches (Multi30k token batches), threads and train step (translate.train.train_step).
+        batches (Multi30k token batches), threads and train step (translate.step.train_step).
 decode: beam-4 sentences/s and target tokens/s on Multi30k test2016: ours (batched, as many
         batches at once as threads, and one at a time) vs HF generate vs CTranslate2 (fp32 with
         intra- or inter-batch threads; int8 for reference), all on the same weights.
@@ -154,7 +154,7 @@ def count_tokens(batches: list[Batch]) -> tuple[int, int]:
 def bench_train(args: argparse.Namespace) -> dict:
     """Training tokens/s, ours vs MarianMTModel: same weights, batches, threads and step code."""
     from translate.export import to_marian
-    from translate.train import build_optimizer, train_step
+    from translate.step import build_optimizer, train_step
 
     torch.set_num_threads(args.threads)
     cfg = bench_config(args.config)
@@ -209,7 +209,7 @@ def bench_train(args: argparse.Namespace) -> dict:
         "load_avg_1m": os.getloadavg()[0],  # > cores: other processes compete, numbers are noisy
         "max_tokens": cfg.train.max_tokens,
         "hf_attention": hf.marian.config._attn_implementation,
-        "note": TOKENS + "; step = forward + backward + AdamW (translate.train.train_step)",
+        "note": TOKENS + "; step = forward + backward + AdamW (translate.step.train_step)",
         "rows": rows,
         "train_speedup_vs_hf": round(seconds["hf"] / seconds["ours"], 3),
     }
@@ -556,7 +556,7 @@ def peak_flops(device: torch.device) -> float | None:
 
 def gpu_row(cfg: Config, vocab: int, batches: list[Batch], device, dtype, compile_mode, warmup):
     """Train the model on batches (first `warmup` untimed): tokens/s, peak memory, MFU."""
-    from translate.train import build_optimizer, guarded_step, maybe_compile, train_step
+    from translate.step import build_optimizer, guarded_step, maybe_compile, train_step
 
     torch._dynamo.reset()  # each row compiles its own model from scratch
     torch.manual_seed(0)

@@ -21,7 +21,7 @@ from conftest import stop_flag_reads, tiny_overrides
 from data_prep import collate
 from translate.config import load_config
 from translate.model import Transformer
-from translate.train import train_step
+from translate.step import train_step
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS, WORLD = 3, 2
@@ -84,11 +84,11 @@ def test_ddp_ranks_agree_and_equal_accumulation(tmp_path):
 
 def poisoned_worker(rank: int, init_file: str, out_dir: str, fp16: bool) -> None:
     """`worker` with rank 1's NLL non-finite at every step while its gradients stay finite."""
-    import translate.train as train_mod
+    import translate.step as step_mod
 
-    smoothed = train_mod.smoothed_loss
+    smoothed = step_mod.smoothed_loss
     if rank == 1:
-        train_mod.smoothed_loss = lambda *args: (smoothed(*args)[0] + math.inf, smoothed(*args)[1])
+        step_mod.smoothed_loss = lambda *args: (smoothed(*args)[0] + math.inf, smoothed(*args)[1])
     worker(rank, init_file, out_dir, fp16)
 
 

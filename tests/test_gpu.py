@@ -18,7 +18,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from data_prep import collate
 from translate.model import Transformer
 from translate.search import beam_search
-from translate.train import Trainer, build_optimizer, train, train_step
+from translate.step import build_optimizer, train_step
+from translate.train import Trainer, train
 from translate.translator import Translator
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
