@@ -278,6 +278,25 @@ def test_find_default_checkpoint_prefers_best_of_newest_run(tok_file, tmp_path):
     assert find_default_checkpoint(tmp_path / "runs") == tmp_path / "runs" / "new" / "best"
 
 
+def test_find_default_checkpoint_takes_a_set_aside_last_and_skips_an_incomplete_best(
+    tok_file, tmp_path
+):
+    """A crash between atomic_dir's two renames leaves the newest run's last/ as .last.old-PID,
+    which resuming puts back: that run is still the newest, not an older one. A best/ that lacks
+    a file (a copy cut short) is passed over for last/ instead of failing to load."""
+    runs, (model, cfg) = tmp_path / "runs", tiny_model()
+    save_checkpoint(runs / "old" / "best", model, cfg, tok_file)
+    os.utime(runs / "old" / "best", (1, 1))
+    save_checkpoint(runs / "new" / "last", model, cfg, tok_file, trainer_state(5))
+    os.replace(runs / "new" / "last", runs / "new" / ".last.old-123")
+    assert find_default_checkpoint(runs) == runs / "new" / ".last.old-123"
+    recover(runs / "new" / "last", state=True)
+    shutil.copytree(runs / "new" / "last", runs / "new" / "best")
+    (runs / "new" / "best" / "tokenizer.json").unlink()
+    assert find_default_checkpoint(runs) == runs / "new" / "last"
+    Translator.load(find_default_checkpoint(runs), device="cpu")  # loads, where best/ would not
+
+
 @pytest.mark.parametrize(
     "key", ["step", "epoch", "batch_in_epoch", "elapsed", "best", "optimizer", "rng"]
 )

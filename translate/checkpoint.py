@@ -121,15 +121,20 @@ def recover(target: str | Path, state: bool = False) -> None:
     their removal leaves them half deleted, so an incomplete one is never put back)."""
     target = Path(target)
     aside = list(target.parent.glob(f".{target.name}.old-*"))
-    if not target.exists():
-        whole = [p for p in aside if complete(p, state)]
-        if whole:
-            os.replace(max(whole, key=lambda p: (p / MODEL_FILE).stat().st_mtime), target)
+    if not target.exists() and (newest := set_aside(target, state)):
+        os.replace(newest, target)
     for leftover in target.parent.glob(f".{target.name}.tmp-*"):  # never put back
         shutil.rmtree(leftover, ignore_errors=True)
     if target.exists():
         for leftover in aside:
             shutil.rmtree(leftover, ignore_errors=True)
+
+
+def set_aside(target: Path, state: bool = False) -> Path | None:
+    """The newest complete `.NAME.old-*` that atomic_dir set aside for `target`, which recover()
+    puts back when a crash came between its two renames; None if there is none."""
+    whole = [p for p in target.parent.glob(f".{target.name}.old-*") if complete(p, state)]
+    return max(whole, key=lambda p: (p / MODEL_FILE).stat().st_mtime, default=None)
 
 
 def remove_checkpoint(ckpt_dir: Path) -> None:
@@ -386,13 +391,22 @@ def set_rng_state(state: dict) -> None:
 
 
 def find_default_checkpoint(runs_dir: str | Path = "runs") -> Path | None:
-    """`best` (else `last`) of the most recently modified run under `runs_dir`, or None."""
+    """`best` (else `last`) of the most recently modified run under `runs_dir`, or None. Only
+    complete checkpoints count; where a crash between atomic_dir's two renames left best/ or
+    last/ set aside, the one recover() will put back stands in for it."""
     found = []  # (mtime, checkpoint dir)
     for run in Path(runs_dir).glob("*/"):
-        ckpts = [run / n for n in ("best", "last") if (run / n / MODEL_FILE).is_file()]
+        ckpts = [c for n in ("best", "last") if (c := _usable(run / n))]
         if ckpts:
             found.append((max(c.stat().st_mtime for c in ckpts), ckpts[0]))
     return max(found)[1] if found else None
+
+
+def _usable(target: Path) -> Path | None:
+    """`target` if it is a complete checkpoint; if it is missing, what recover() would put back."""
+    if target.exists():
+        return target if complete(target) else None
+    return set_aside(target)
 
 
 def step_checkpoints(run_dir: str | Path) -> list[Path]:
