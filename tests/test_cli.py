@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import gzip
 import os
+import select
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -42,13 +45,18 @@ def test_read_lines_splits_like_wc_and_replaces_invalid_utf8(capsys):
     assert "stdin line 2 is not valid UTF-8" in first and "2 lines in all" in total
 
 
-@pytest.mark.parametrize("text", [b"", b"a", b"a\n", b"a\n\nb", b"a\r\nb\n"])
+LONG = b"x" * 150_000 + b"\nb\r\n" + b"y" * 70_000  # lines across FdLines' 64 KiB reads
+
+
+@pytest.mark.parametrize("text", [b"", b"a", b"a\n", b"a\n\nb", b"a\r\nb\n", LONG])
 def test_count_lines_counts_them_as_read_lines_splits_them(tmp_path, text):
     path = tmp_path / "in.de"
     path.write_bytes(text)
     assert count_lines(str(path)) == len(read_lines(text, "x"))
     with open(path, "rb") as f:
         assert list(iter_lines(f, "x")) == read_lines(text, "x")
+    with open(path, "rb") as f:
+        assert list(iter_lines(cli.FdLines(f.fileno()), "x")) == read_lines(text, "x")
 
 
 def test_format_n_best():
@@ -106,6 +114,28 @@ def test_input_output_files_and_n_best(tiny_checkpoint, tmp_path):
     float(rows[0].split("\t")[0])
 
 
+def test_a_line_from_a_pipe_is_translated_before_the_next_one_comes(tiny_checkpoint):
+    """A program that writes a line and waits for its translation (a co-process, `tail -f |`)
+    gets it at once, not once 10,000 more lines or the end of the input have come."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "translate", "--checkpoint", str(tiny_checkpoint)]
+    proc = subprocess.Popen(
+        [*cmd, "--max-len-b", "3"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+    )
+    try:
+        for line in (b"Guten Morgen\n", b"\n", b"Hallo Welt\n"):
+            proc.stdin.write(line)
+            proc.stdin.flush()
+            assert select.select([proc.stdout], [], [], 60)[0], f"no translation of {line}"
+            answer = proc.stdout.readline()
+            assert answer.endswith(b"\n") and (answer == b"\n") == (line == b"\n")
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0 and proc.stdout.read() == b""
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_input_from_a_pipe(tiny_checkpoint, tmp_path):
     """--input /dev/stdin, a pipe that can be read only once (no line count first)."""
     src = b"Guten Morgen\n\nHallo\n"
@@ -126,7 +156,7 @@ def test_output_is_written_as_it_goes(tmp_path, monkeypatch, capsys):
         def options(self, **opts):
             return opts
 
-        def stream(self, lines, opts, progress, total):
+        def stream(self, lines, opts, progress, total, ready=None):
             for n, line in enumerate(lines):
                 if n == fail_at:
                     raise failure
@@ -147,6 +177,74 @@ def test_output_is_written_as_it_goes(tmp_path, monkeypatch, capsys):
     assert cli.main(["--input", str(src), "--output", str(out)]) == 130
     err = capsys.readouterr().err
     assert "holds the translations of no line yet" in err and f"tail -n +1 {src}" in err
+
+
+def test_ctrl_c_in_a_flush_counts_the_line_it_wrote(tmp_path, monkeypatch, capsys):
+    """A signal during a write is handled as the call returns, after the line got out: the
+    message counts what the file holds, so `tail -n +N` neither repeats nor skips a line."""
+
+    class Echo:
+        def options(self, **opts):
+            return opts
+
+        def stream(self, lines, opts, progress, total, ready=None):
+            yield from (line.upper() for line in lines)
+
+    class CtrlCInSecondFlush:
+        def __init__(self, f):
+            self.f, self.flushes = f, 0
+
+        def write(self, data):
+            return self.f.write(data)
+
+        def flush(self):
+            self.f.flush()
+            self.flushes += 1
+            if self.flushes == 2:
+                raise KeyboardInterrupt
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    def interrupted_open(path, mode="r", *args, **kwargs):
+        f = open(path, mode, *args, **kwargs)  # noqa: SIM115
+        return CtrlCInSecondFlush(f) if "w" in mode else f
+
+    src, out = tmp_path / "in.de", tmp_path / "out.en"
+    src.write_text("a\nb\nc\n", encoding="utf-8")
+    monkeypatch.setattr(cli, "load_translator", lambda args: Echo())
+    monkeypatch.setattr(cli, "open", interrupted_open, raising=False)
+    assert cli.main(["--input", str(src), "--output", str(out)]) == 130
+    assert out.read_text(encoding="utf-8") == "A\nB\n"
+    err = capsys.readouterr().err
+    assert "input lines 1-2 " in err and f"tail -n +3 {src}" in err, err
+
+
+def test_sigterm_stops_like_ctrl_c(tiny_checkpoint, tmp_path):
+    """`kill`, `timeout` or a batch scheduler's SIGTERM: the lines done are in --output, one
+    line says how far they go, and the exit status is 143, not a silent death by the signal."""
+    out = tmp_path / "out.en"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "translate", "--checkpoint", str(tiny_checkpoint), "-o", str(out)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        proc.stdin.write(b"Guten Morgen\nHallo\n")
+        proc.stdin.flush()
+        deadline = time.monotonic() + 60
+        while not (out.exists() and out.read_bytes().count(b"\n") == 2):
+            assert time.monotonic() < deadline and proc.poll() is None, "no output"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)  # while it waits for a third line
+        err = proc.communicate(timeout=60)[1].decode()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 143, err
+    assert "input lines 1-2 " in err and "Traceback" not in err, err
+    assert out.read_bytes().count(b"\n") == 2
 
 
 def test_default_checkpoint_is_the_newest_run(tiny_checkpoint, tmp_path):

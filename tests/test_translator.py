@@ -135,6 +135,24 @@ def test_long_line_is_truncated_with_warning(translator, capsys):
     assert "line 2" in capsys.readouterr().err
 
 
+def test_a_huge_line_is_cut_before_tokenizing_with_the_same_tokens(translator, monkeypatch):
+    """Only the first max_src_tokens tokens are read, so a line of megabytes (a file without
+    newlines) is not tokenized whole: a 10 MB line took 2.2 GB for 127 tokens."""
+    tokenizer, seen = translator.tokenizer, []
+
+    class Recording:
+        def encode_batch(self, lines, **kwargs):
+            seen.extend(len(line) for line in lines)
+            return tokenizer.encode_batch(lines, **kwargs)
+
+    texts = ["Wort " * 20_000, "Hund" * 10_000 + " Katze", "x" * 3000 + " Das ist gut. " * 2000]
+    whole = [enc.ids for enc in tokenizer.encode_batch(texts, add_special_tokens=False)]
+    monkeypatch.setattr(translator, "tokenizer", Recording())
+    ids = translator.encode(texts)
+    assert ids == [seq[: translator.max_src_tokens] for seq in whole]
+    assert max(seen) <= 20 * translator.max_src_tokens  # characters, not megabytes
+
+
 def test_stream_yields_each_chunk_as_it_is_done_in_input_order(translator, capsys):
     """stream() reads `chunk_lines` lines at a time and yields their results before it reads
     on; the results equal translate()'s, and warnings name lines of the whole input."""

@@ -13,8 +13,11 @@ a bad checkpoint or option prints one `error: ...` line and exits 1.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import os
+import select
+import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -96,6 +99,53 @@ def iter_lines(raw_lines: Iterable[bytes], name: str) -> Iterator[str]:
         yield text
     if bad > 1:
         warn(f"{name}: {bad} lines in all were not valid UTF-8")
+
+
+class FdLines:
+    """The lines of a file descriptor, as bytes without their \\n, read as they arrive (no
+    read-ahead beyond one read of 64 KiB). `ready()` says whether the next line, or the end, can
+    be had without waiting for a writer: a pipe or a terminal that has paused."""
+
+    def __init__(self, fd: int):
+        self.fd, self.eof = fd, False
+        self.lines: collections.deque[bytes] = collections.deque()
+        self.partial: list[bytes] = []  # the start of a line whose newline has not come yet
+
+    def __iter__(self) -> FdLines:
+        return self
+
+    def __next__(self) -> bytes:
+        while not self.lines:
+            if self.eof:
+                raise StopIteration
+            self._read()
+        return self.lines.popleft()
+
+    def ready(self) -> bool:
+        if self.lines or self.eof:
+            return True
+        try:
+            readable = select.select([self.fd], [], [], 0)[0]
+        except (OSError, ValueError):  # no select() for it (Windows pipes): wait as before
+            return True
+        if readable:  # a regular file always is
+            self._read()
+        return bool(self.lines) or self.eof
+
+    def _read(self) -> None:
+        data = os.read(self.fd, 1 << 16)
+        if not data:
+            self.eof = True
+            if self.partial:  # a last line without its newline
+                self.lines.append(b"".join(self.partial))
+            return
+        *ended, rest = data.split(b"\n")
+        if ended:
+            ended[0] = b"".join([*self.partial, ended[0]])
+            self.partial = []
+            self.lines.extend(ended)
+        if rest:
+            self.partial.append(rest)
 
 
 def warn(message: str) -> None:
@@ -231,28 +281,31 @@ def run(args: argparse.Namespace) -> None:
     progress = not args.text and (not stdin or sys.stderr.isatty())
     with contextlib.ExitStack() as files:
         if args.text:
-            lines = [argv_text(t) for t in args.text]
-        elif stdin:
-            lines = iter_lines(sys.stdin.buffer, "stdin")
-        else:
-            lines = iter_lines(files.enter_context(open(args.input, "rb")), args.input)
+            lines, ready = [argv_text(t) for t in args.text], None
+        else:  # a line is translated once it is in, not once 10,000 more are (a slow pipe)
+            f = sys.stdin.buffer if stdin else files.enter_context(open(args.input, "rb"))
+            reader = FdLines(f.fileno())
+            lines, ready = iter_lines(reader, "stdin" if stdin else args.input), reader.ready
         out = files.enter_context(open(args.output, "wb")) if args.output else sys.stdout.buffer
         written = 0
         try:
-            for result in translator.stream(lines, opts, progress, total):
+            for result in translator.stream(lines, opts, progress, total, ready=ready):
                 text = "".join(line + "\n" for line in format_results([result], args.n_best))
                 out.write(text.encode("utf-8"))
                 out.flush()  # each line as it is done: what a stopped run did is not lost
                 written += 1
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (Terminated)
             from translate.translator import CHUNK_LINES
 
             if args.output:  # sentences decoded out of order past this point are not written
+                with contextlib.suppress(OSError):  # a signal ends a flush after its line got
+                    out.flush()  # out, before `written` counts it: count the file's lines
+                    written = (count_lines(args.output) or written * args.n_best) // args.n_best
                 rest = f"tail -n +{written + 1} {args.input}" if args.input else "the rest"
                 done = f"input lines 1-{written}" if written else "no line yet"
                 print(
                     f"interrupted: '{args.output}' holds the translations of {done} (they are "
-                    f"written {CHUNK_LINES:,} lines at a time); translate {rest} to go on",
+                    f"written in chunks of up to {CHUNK_LINES:,} lines); translate {rest} to go on",
                     file=sys.stderr,
                 )
             raise
@@ -306,12 +359,40 @@ def same_file(output: str | None, path: str | None) -> bool:
     return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
-def report_errors(fn: Callable[..., object], *args: object) -> int:
-    """Run fn(*args): user errors become one `error:` line and exit 1, Ctrl-C exits 130."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, `timeout`, a batch scheduler), raised where Ctrl-C raises
+    KeyboardInterrupt, so that it stops as cleanly and says as much; exit status 143."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises Terminated meanwhile (in the main thread, unless SIGTERM is ignored)."""
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated
+
     try:
-        fn(*args)
-    except KeyboardInterrupt:
-        return 130
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+            yield
+            return
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread: only it can set handlers
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def report_errors(fn: Callable[..., object], *args: object) -> int:
+    """Run fn(*args): user errors become one `error:` line and exit 1, Ctrl-C exits 130 and
+    SIGTERM 143 (128 + the signal, as a shell reports a process it killed)."""
+    try:
+        with sigterm_as_interrupt():
+            fn(*args)
+    except KeyboardInterrupt as e:
+        return 143 if isinstance(e, Terminated) else 130
     except BrokenPipeError:  # e.g. `translate < in.de | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
