@@ -108,7 +108,7 @@ def test_torchrun_two_cpu_processes(tiny_data, tmp_path):
     sets += ["train.save_every=3", "train.valid_every=2"]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     cmd = [*torchrun, "-m", "translate.train"] + [x for s in sets for x in ("--set", s)]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
@@ -142,6 +142,36 @@ def start_worker(rank: int, init_file: str, out_dir: str, steps: list[int]) -> N
     dist.destroy_process_group()
 
 
+def teardown_worker(rank: int, port: int, out_dir: str) -> None:
+    import gc
+
+    from translate.train import setup_distributed
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD))
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    setup_distributed("cpu")
+    ddp = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 2))
+    del ddp
+    dist.destroy_process_group()
+    gc.collect()
+    names = [(task / "comm").read_text().strip() for task in Path("/proc/self/task").iterdir()]
+    gloo = [name for name in names if "gloo" in name]
+    (Path(out_dir) / f"rank{rank}.txt").write_text(" ".join(gloo))
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_destroy_process_group_ends_gloo_threads_at_once(tmp_path):
+    """Not during the interpreter's finalization, at a moment the other rank cannot expect:
+    torch.distributed.nn, imported by DDP, would otherwise hold the group in default arguments."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(teardown_worker, args=(port, str(tmp_path)), nprocs=WORLD, join=True)
+    assert [(tmp_path / f"rank{r}.txt").read_text() for r in range(WORLD)] == [""] * WORLD
+
+
 def test_ranks_that_would_start_at_different_steps_all_stop(tmp_path):
     """A rank that cannot see out_dir/last (another machine, no shared filesystem) starts at 0."""
     for steps, n in (([7, 7], 0), ([7, 0], 1)):
@@ -158,7 +188,7 @@ def torchrun_train(nproc: int, *sets: str) -> subprocess.CompletedProcess:
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     cmd = [*torchrun, f"--nproc_per_node={nproc}", "-m", "translate.train"]
     cmd += [x for s in sets for x in ("--set", s)]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -203,7 +233,7 @@ def test_a_signal_to_one_rank_stops_all_ranks_between_log_steps(tiny_data, tmp_p
     sets += ["train.log_every=100000", "train.save_every=0", "train.valid_every=0"]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     cmd = [*torchrun, "-m", "translate.train"] + [x for s in sets for x in ("--set", s)]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         while "parameters" not in (line := proc.stdout.readline()):  # rank 0: training starts

@@ -14,6 +14,7 @@ import argparse
 import collections
 import contextlib
 import datetime
+import importlib
 import json
 import math
 import os
@@ -154,6 +155,11 @@ def setup_distributed(device_choice: str) -> tuple[Dist, torch.device]:
     if cuda:
         torch.cuda.set_device(device)
     if env.world > 1 and not dist.is_initialized():
+        # torch.distributed.nn binds group.WORLD as a default argument when first imported (DDP
+        # imports it, through torch._dynamo): imported after init_process_group it would keep the
+        # group, and with it gloo's threads and sockets, alive past destroy_process_group, to be
+        # torn down during the interpreter's finalization, or not before exit()
+        importlib.import_module("torch.distributed.nn")
         # the other ranks wait at barriers while rank 0 prepares the data (a first WMT14 run:
         # download, BPE, binarizing) or validates: longer than the default 10 minutes
         # device_id binds NCCL to this rank's GPU instead of one guessed from the global rank
