@@ -81,6 +81,7 @@ def stop_flag_reads(device: str, backend: str, init: Path, event: str) -> list[s
     """Trainer._agreed_between_logs on 4 steps of a 1-rank group, `event` (a signal, or
     max_time or session_time running out) arriving at step 2."""
     import collections
+    import signal
     from types import SimpleNamespace
 
     import torch
@@ -91,18 +92,31 @@ def stop_flag_reads(device: str, backend: str, init: Path, event: str) -> list[s
     dist.init_process_group(backend, init_method=f"file://{init}", rank=0, world_size=1)
     try:
         run = SimpleNamespace(device=torch.device(device), stop_signal=None, stop_flags=None)
-        run.stop_flags, up = collections.deque(), [False, False]
+        run.signum, run.stop_flags, up = None, collections.deque(), [False, False]
         run._time_up = lambda: tuple(up)
         run._reason = lambda *flags: Trainer._reason(run, *flags)
         run.cfg = SimpleNamespace(train=SimpleNamespace(max_time="1h", session_time="10m"))
         reads = [Trainer._agreed_between_logs(run)]
         if event == "signal":
-            run.stop_signal = "SIGTERM"
+            run.signum, run.stop_signal = signal.SIGTERM, "SIGTERM"
         else:
             up[event == "session_time"] = True
         return reads + [Trainer._agreed_between_logs(run) for _ in range(3)]
     finally:
         dist.destroy_process_group()
+
+
+def limit_file_size(limit: int):
+    """preexec_fn: files of at most `limit` bytes, a write past it failing with EFBIG (as one
+    into a full disk with ENOSPC) instead of killing the process with SIGXFSZ."""
+    import resource
+    import signal
+
+    def preexec() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return preexec
 
 
 @pytest.fixture(scope="session")

@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import datetime
 import json
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import stop_flag_reads, tiny_overrides
+from conftest import limit_file_size, stop_flag_reads, tiny_overrides
 
-from data_prep import collate
+from data_prep import DataError, collate
 from translate.config import load_config
 from translate.model import Transformer
 from translate.step import train_step
+from translate.train import Dist, Trainer, TrainingError
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS, WORLD = 3, 2
@@ -125,14 +130,13 @@ def test_torchrun_two_cpu_processes(tiny_data, tmp_path):
     assert "stopped at step 4: reached train.max_time" in proc.stdout
 
 
-def start_worker(rank: int, init_file: str, out_dir: str, steps: list[int]) -> None:
-    from types import SimpleNamespace
-
-    from translate.train import Dist, Trainer, TrainingError
-
+def start_worker(
+    rank: int, init_file: str, out_dir: str, steps: list[int], tokenizers: list[bytes]
+) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     fake = SimpleNamespace(env=Dist(rank, WORLD), step=steps[rank], device=torch.device("cpu"))
-    fake.out = Path(out_dir)
+    fake.out, fake.data_dir, fake.tokenizer_json = Path(out_dir), Path(out_dir), tokenizers[rank]
+    fake._data_digest = lambda: Trainer._data_digest(fake)
     try:
         Trainer._check_ranks_agree(fake)
         said = "agree"
@@ -176,12 +180,22 @@ def test_ranks_that_would_start_at_different_steps_all_stop(tmp_path):
     """A rank that cannot see out_dir/last (another machine, no shared filesystem) starts at 0."""
     for steps, n in (([7, 7], 0), ([7, 0], 1)):
         init = str(tmp_path / f"init{n}")
-        mp.spawn(start_worker, args=(init, str(tmp_path), steps), nprocs=WORLD, join=True)
+        args = (init, str(tmp_path), steps, [b"{}", b"{}"])
+        mp.spawn(start_worker, args=args, nprocs=WORLD, join=True)
         said = [(tmp_path / f"rank{r}.txt").read_text() for r in range(WORLD)]
         if n == 0:
             assert said == ["agree", "agree"]
         else:  # every rank raises, so none waits for the others at a collective
             assert all("0 to 7" in s and "all share" in s for s in said), said
+
+
+def test_ranks_that_see_other_data_all_stop(tmp_path):
+    """A node without a shared filesystem whose own data.dir was prepared from other files
+    (another tokenizer, other pairs) would train on other token ids, silently."""
+    args = (str(tmp_path / "init"), str(tmp_path), [0, 0], [b'{"a": 1}', b'{"b": 2}'])
+    mp.spawn(start_worker, args=args, nprocs=WORLD, join=True)
+    said = [(tmp_path / f"rank{r}.txt").read_text() for r in range(WORLD)]
+    assert all("other prepared data" in s and "all share" in s for s in said), said
 
 
 def torchrun_train(nproc: int, *sets: str) -> subprocess.CompletedProcess:
@@ -262,3 +276,164 @@ def test_the_per_step_stop_flags_are_read_two_steps_later(tmp_path, event, reaso
     """Every rank reads the all-reduced flags of two steps back, so all stop at the same step,
     a few updates after a signal or the end of max_time / session_time, not at a log step."""
     assert stop_flag_reads("cpu", "gloo", tmp_path / "init", event) == [None, None, None, reason]
+
+
+def prepare_worker(rank: int, init_file: str, root: str, data_dirs: list[str]) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    sets = tiny_overrides(Path(root), Path(root) / "unused") + [f"data.dir={data_dirs[rank]}"]
+    fake = SimpleNamespace(cfg=load_config(None, sets), env=Dist(rank, WORLD))
+    fake.device, fake._stop_together = (
+        torch.device("cpu"),
+        lambda *a: Trainer._stop_together(fake, *a),
+    )
+    try:
+        Trainer._prepare(fake)
+        said = "read"
+    except (DataError, TrainingError) as e:
+        said = f"{type(e).__name__}: {e}"
+    (Path(data_dirs[1]) / f"rank{rank}.txt").write_text(said)
+    dist.destroy_process_group()
+
+
+def test_a_rank_that_cannot_read_the_prepared_data_stops_every_rank(tiny_data, tmp_path):
+    """Rank 1 on a node without a shared filesystem (its data.dir empty) stops with its error;
+    rank 0 stops too, naming it, instead of failing later in a collective with 'Connection
+    closed by peer' (or waiting there for it)."""
+    dirs = [str(tiny_data / "data"), str(tmp_path)]
+    mp.spawn(prepare_worker, args=(str(tmp_path / "init"), str(tiny_data), dirs), nprocs=WORLD)
+    said = [(tmp_path / f"rank{r}.txt").read_text() for r in range(WORLD)]
+    assert said[1].startswith("DataError: ") and str(tmp_path) in said[1], said
+    assert said[0].startswith("TrainingError: rank 1 cannot read the data prepared in "), said
+
+
+def compile_failure_worker(rank: int, init_file: str, out_dir: str) -> None:
+    """Trainer._update on 2 ranks whose compiled net fails at its first call on rank 1 alone
+    (a node without a working compiler)."""
+    torch.set_num_threads(1)
+    timeout = datetime.timedelta(seconds=60)  # a collective mismatch must not hang the test
+    init = f"file://{init_file}"
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=WORLD, timeout=timeout)
+    cfg, model, batches = setup()
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    failed = []
+
+    def compiled(*args):
+        if rank == 1 and not failed:
+            failed.append(True)
+            raise RuntimeError("inductor exploded")
+        return ddp(*args)
+
+    run = SimpleNamespace(cfg=cfg, env=Dist(rank, WORLD), model=model, ddp=ddp, net=compiled)
+    run.optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    run.amp_dtype, run.scaler, run.guard_compile, run.say = None, None, True, print
+    run._lr, run._record = lambda: 1.0, lambda *args: None
+    for step in range(STEPS):
+        Trainer._update(run, [batches[step][rank]])
+    torch.save(flat_params(model), Path(out_dir) / f"rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_a_compile_failure_on_one_rank_falls_back_to_eager_there_alone(tmp_path, capfd):
+    """The redone update must not all-reduce the token count a second time while the other
+    rank goes on to the gradients' all-reduce: gloo aborts on that mismatch, NCCL may hang."""
+    mp.spawn(compile_failure_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    assert torch.equal(ranks[0], ranks[1])
+    cfg, model, batches = setup()
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    for step in range(STEPS):  # one process, both ranks' batches as micro-batches
+        train_step(model, batches[step], opt, 1.0, cfg.train)
+    torch.testing.assert_close(ranks[0], flat_params(model), rtol=0, atol=1e-5)
+    assert "rank 1: note: torch.compile failed (inductor exploded); eager" in capfd.readouterr().out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups, SIGTERM")
+def test_a_preempted_node_stops_the_other_node_at_once_and_not_as_a_success(tiny_data, tmp_path):
+    """SIGTERM to one node's torchrun: every rank saves `last` and exits 128 + 15, so the other
+    node's torchrun reports a failure at once; a rank that exited 0 there would have its torchrun
+    wait 300 s in its exit barrier for the gone node, then report success."""
+    sets = [*tiny_overrides(tiny_data, tmp_path / "run"), "train.max_steps=100000"]
+    sets += ["train.log_every=100000", "train.save_every=0", "train.valid_every=0"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1"]
+    torchrun += ["--master_addr=127.0.0.1", f"--master_port={free_port()}"]
+    nodes = []
+    try:
+        for node in (0, 1):
+            cmd = [*torchrun, f"--node_rank={node}", "-m", "translate.train"]
+            cmd += [x for s in sets for x in ("--set", s)]
+            nodes.append(
+                subprocess.Popen(
+                    cmd,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env=env,
+                    cwd=REPO,
+                    start_new_session=True,
+                )
+            )
+        while "parameters" not in (line := nodes[0].stdout.readline()):  # rank 0 trains
+            assert line, "the run ended before training started"
+        time.sleep(2)
+        nodes[1].send_signal(signal.SIGTERM)  # its torchrun only, which passes it on
+        out, err = nodes[0].communicate(timeout=90)
+        nodes[1].communicate(timeout=60)
+    finally:
+        for proc in nodes:  # torchrun and its worker
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    state = torch.load(tmp_path / "run" / "last" / "trainer_state.pt", weights_only=True)
+    assert 0 < state["step"] < 100000
+    assert f"stopped at step {state['step']}: received SIGTERM on another rank" in out, err
+    assert nodes[0].returncode != 0 and "exitcode: 143" in err, err[-2000:]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="POSIX file size limits")
+def test_a_checkpoint_rank_0_cannot_write_stops_every_rank_saying_so(tiny_data, tmp_path):
+    """A full disk under rank 0's last/ (here a file size limit): rank 0 says so in one line, the
+    others that rank 0 could not write it, not 'Connection closed by peer' in a traceback."""
+    sets = [*tiny_overrides(tiny_data, tmp_path / "run"), "train.max_steps=4", "train.save_every=2"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd = [*torchrun, "-m", "translate.train"] + [x for s in sets for x in ("--set", s)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=180,
+        preexec_fn=limit_file_size(64_000),
+    )
+    assert proc.returncode != 0
+    model = tmp_path / "run" / "last" / "model.safetensors"
+    assert f"error: File too large: '{model}'; check train.out_dir" in proc.stderr, proc.stderr
+    assert f"error: rank 0 could not write a checkpoint to '{tmp_path / 'run'}'" in proc.stderr
+    assert "Connection closed by peer" not in proc.stderr
+
+
+def test_resuming_on_fewer_ranks_says_so_and_keeps_the_share_of_the_epoch(tiny_data, tmp_path):
+    sets = [*tiny_overrides(tiny_data, tmp_path / "run"), "train.save_every=1000"]
+    torchrun_train(2, *sets, "train.max_steps=3")
+    state = torch.load(tmp_path / "run" / "last" / "trainer_state.pt", weights_only=True)
+    cmd = [sys.executable, "-m", "translate.train"]
+    cmd += [x for s in [*sets, "train.max_steps=4"] for x in ("--set", s)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    epoch = state["epoch"]
+    assert (
+        f"at step 3 (saved on 2 rank(s), now 1: going on from the same share of epoch {epoch}"
+        in (proc.stdout)
+    )
+    after = torch.load(tmp_path / "run" / "last" / "trainer_state.pt", weights_only=True)
+    assert after["epoch"] == epoch and after["world_size"] == 1
+    share = state["batch_in_epoch"] * after["batches_per_rank"] // state["batches_per_rank"]
+    assert after["batch_in_epoch"] == share + 2  # one update of 2 micro-batches on one rank

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import tiny_overrides
+from conftest import limit_file_size, tiny_overrides
 from safetensors import safe_open
 
 import translate.train as train_mod
@@ -153,6 +153,31 @@ def test_user_errors_are_one_line(tmp_path):
     assert "no --config" in proc.stdout
     assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
     assert "/proc/no_such_run" in proc.stderr and "train.out_dir" in proc.stderr
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="POSIX file size limits")
+@pytest.mark.parametrize(
+    ("limit", "name"),
+    [(64_000, "model.safetensors"), (200_000, "trainer_state.pt")],  # 131 KB, 318 KB
+)
+def test_a_checkpoint_write_that_fails_is_one_line(tiny_data, tmp_path, limit, name):
+    """safetensors raises its own SafetensorError and torch.save a RuntimeError ('unexpected pos
+    576 vs 534') for a full disk: both read as the OSError they are, naming the file."""
+    sets = [*tiny_overrides(tiny_data, tmp_path / "run"), "train.max_steps=4"]
+    proc = subprocess.run(
+        train_cmd(*sets, "train.save_every=2"),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=ENV,
+        timeout=300,
+        preexec_fn=limit_file_size(limit),
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    error = proc.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: File too large: ") and "free space" in error, proc.stderr
+    assert f"{tmp_path / 'run' / 'last' / name}'" in error
+    assert not list((tmp_path / "run").glob(".last.tmp-*"))
 
 
 @pytest.mark.parametrize("fail_at", [1, 3])

@@ -27,6 +27,7 @@ import json
 import os
 import pickle
 import random
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,12 +168,50 @@ def save_checkpoint(
         tokenizer = Path(tokenizer).read_bytes()
     with atomic_dir(ckpt_dir) as tmp:
         metadata = {**(info or {}), **_metadata(tokenizer, cfg.model)}
-        safetensors.torch.save_model(model, str(tmp / MODEL_FILE), metadata=metadata)
+        with _write_errors(Path(ckpt_dir) / MODEL_FILE):
+            safetensors.torch.save_model(model, str(tmp / MODEL_FILE), metadata=metadata)
         save_config(cfg, tmp / CONFIG_FILE)
         (tmp / TOKENIZER_FILE).write_bytes(tokenizer)
         if trainer_state is not None:
-            torch.save(trainer_state, tmp / STATE_FILE)
+            with _write_errors(Path(ckpt_dir) / STATE_FILE), open(tmp / STATE_FILE, "wb", 0) as f:
+                torch.save(trainer_state, _WholeWrites(f))  # a full disk: an OSError, see below
     return Path(ckpt_dir)
+
+
+class _WholeWrites:
+    """A file for torch.save that writes all it is given or raises the OSError (ENOSPC), which
+    torch keeps as the context of its own RuntimeError; writing to a path itself, torch only
+    says 'unexpected pos 576 vs 534'."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        size = view.nbytes
+        while view:
+            view = view[self.f.write(view) :]
+        return size
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+@contextlib.contextmanager
+def _write_errors(path: Path) -> Iterator[None]:
+    """A full disk (or any failed write) in safetensors or torch.save as the OSError it is, so
+    that it reads as one line naming `path`: safetensors says '(os error 28)' in a
+    SafetensorError, torch.save a RuntimeError whose context is the OSError."""
+    try:
+        yield
+    except (RuntimeError, safetensors.SafetensorError) as e:
+        if isinstance(e.__context__, OSError) and e.__context__.errno:
+            code = e.__context__.errno
+        elif found := re.search(r"\(os error (\d+)\)", str(e)):
+            code = int(found[1])
+        else:
+            raise
+        raise OSError(code, os.strerror(code), str(path)) from e
 
 
 def _sha256(data: bytes) -> str:

@@ -153,18 +153,18 @@ def train_step(
     amp_dtype: torch.dtype | None = None,
     scaler: torch.amp.GradScaler | None = None,
     ddp: nn.Module | None = None,
+    ntok: Tensor | int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One update from k micro-batches -> (summed NLL, grad norm, update-was-finite) as tensors.
 
     The smoothed loss is summed per micro-batch and divided by the target tokens of the whole
-    update (all ranks), so k micro-batches equal one k-times-larger batch.
+    update (all ranks: `ntok`, update_tokens' where given), so k micro-batches equal one
+    k-times-larger batch.
     """
     device = micro[0][0].device
     world = dist.get_world_size() if ddp is not None else 1
-    ntok: Tensor | int = sum(b[3] for b in micro)
-    if ddp is not None:
-        ntok = torch.full((), float(ntok), device=device)  # a fill: no host-to-device copy
-        dist.all_reduce(ntok)  # no host sync: used as a device divisor
+    if ntok is None:
+        ntok = update_tokens(micro, ddp)
     nll_sum = torch.zeros((), device=device)
     for i, (src, tgt_in, tgt_out, _) in enumerate(micro):
         sync = ddp is None or i == len(micro) - 1
@@ -180,6 +180,15 @@ def train_step(
     if ddp is not None:  # skip on every rank or none: the NLL is this rank's own
         dist.all_reduce(nll_bad, op=dist.ReduceOp.MAX)
     return nll_sum, *_optimizer_step(optimizer, lr, tc, scaler, nll_bad == 0)
+
+
+def update_tokens(micro: list[Batch], ddp: nn.Module | None) -> Tensor | int:
+    """The target tokens of the update: this rank's micro-batches, summed over all ranks."""
+    ntok: Tensor | int = sum(b[3] for b in micro)
+    if ddp is not None:
+        ntok = torch.full((), float(ntok), device=micro[0][0].device)  # a fill: no H2D copy
+        dist.all_reduce(ntok)  # no host sync: used as a device divisor
+    return ntok
 
 
 def _optimizer_step(

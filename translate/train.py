@@ -14,6 +14,7 @@ import argparse
 import collections
 import contextlib
 import datetime
+import hashlib
 import importlib
 import json
 import math
@@ -78,6 +79,7 @@ from translate.step import (
     maybe_compile,
     pick_precision,
     train_step,
+    update_tokens,
     validate,
 )
 from translate.translator import cuda_build_problem
@@ -178,7 +180,7 @@ class Trainer:
         self.cfg, tc = cfg, cfg.train
         self.env, self.device = setup_distributed(tc.device)
         self.out, self.bar, self.stop_signal = Path(tc.out_dir), None, None
-        self.signum: int | None = None  # the signal this process received, if any
+        self.signum: int | None = None  # the signal this process (or another rank) received
         if self.out.exists() and not self.out.is_dir():
             raise ConfigError(f"train.out_dir '{self.out}' is a file; give a directory path")
         created = not self.out.exists()
@@ -243,24 +245,70 @@ class Trainer:
             (self.bar.write if self.bar is not None else print)(msg)
 
     def _prepare(self) -> Path:
-        """Rank 0 prepares (or reuses) the data first, then the others read the cache."""
+        """Rank 0 prepares (or reuses) the data first, then the others read the cache; where one
+        cannot (another machine, no shared filesystem), all stop, each with a line saying why."""
         data_dir = prepare(self.cfg.data) if self.env.main else None
         self.env.barrier()
-        return Path(data_dir or prepare(self.cfg.data, build=False))
+        error = None
+        if data_dir is None:
+            try:
+                data_dir = prepare(self.cfg.data, build=False)
+            except (DataError, OSError) as e:
+                error = e
+        self._stop_together(
+            error,
+            f"cannot read the data prepared in '{self.cfg.data.dir}'",
+            "on several machines put data.dir and the raw data.* files on a filesystem they all "
+            "share",
+        )
+        return Path(data_dir)
+
+    def _stop_together(self, error: Exception | None, failed: str, hint: str = "") -> None:
+        """A barrier that raises on every rank if `error` is some rank's: that rank's own there,
+        on the others one naming the first rank that `failed`, so that every node says why in
+        one line and none is left to wait for the failed rank at a later collective."""
+        if self.env.world > 1:
+            first = self.env.world if error is None else self.env.rank
+            first = torch.tensor(first, device=self.device)
+            dist.all_reduce(first, op=dist.ReduceOp.MIN)
+            if error is None and first < self.env.world:
+                hint = f"; {hint}" if hint else ""
+                raise TrainingError(f"rank {int(first)} {failed} (its own error says why){hint}")
+        if error is not None:
+            raise error
 
     def _check_ranks_agree(self) -> None:
-        """Every rank starts at the same step: one that cannot see `{out_dir}/last` (another
-        machine without a shared filesystem) would train on from fresh optimizer state."""
+        """Every rank starts at the same step, on the same data: one that cannot see
+        `{out_dir}/last` (another machine without a shared filesystem) would train on from fresh
+        optimizer state, one with a data.dir of its own prepared from other files on other
+        token ids (its tokenizer.json or its pairs differ)."""
         if self.env.world == 1:
             return
-        steps = torch.tensor([self.step, -self.step], dtype=torch.float64, device=self.device)
-        dist.all_reduce(steps, op=dist.ReduceOp.MAX)
-        if steps[0] != -steps[1]:
+        data = self._data_digest()
+        sums = [self.step, -self.step, data, -data]
+        sums = torch.tensor(sums, dtype=torch.int64, device=self.device)
+        dist.all_reduce(sums, op=dist.ReduceOp.MAX)
+        if sums[0] != -sums[1]:
             raise TrainingError(
-                f"ranks start at different steps ({int(-steps[1])} to {int(steps[0])}): some do "
+                f"ranks start at different steps ({int(-sums[1])} to {int(sums[0])}): some do "
                 f"not see '{self.out}/last'; on several machines put train.out_dir and data.dir on "
                 "a filesystem they all share"
             )
+        if sums[2] != -sums[3]:
+            raise TrainingError(
+                f"ranks see other prepared data in '{self.data_dir}' (tokenizer.json or the "
+                "number of pairs and tokens differ); on several machines put data.dir and the raw "
+                "data.* files on a filesystem they all share"
+            )
+
+    def _data_digest(self) -> int:
+        """48 bits of the sha256 of tokenizer.json and the split sizes of manifest.json."""
+        splits = {}
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            manifest = json.loads((Path(self.data_dir) / "manifest.json").read_text())
+            splits = manifest.get("splits", {})
+        text = self.tokenizer_json + json.dumps(splits, sort_keys=True).encode()
+        return int.from_bytes(hashlib.sha256(text).digest()[:6], "big")
 
     def _check_resumable(self) -> bool:
         """Whether `{out_dir}/last` is there to resume; refuses one this config cannot resume."""
@@ -344,7 +392,13 @@ class Trainer:
             # killed between last/ and its step checkpoint, or before pruning
             self._save_step(write=not complete(self.out / f"step_{self.step:07d}"))
         self._truncate_log(self.step)
-        self.say(f"resumed from {last} at step {self.step}")
+        note = ""
+        if self.saved_world != self.env.world:
+            note = (
+                f" (saved on {self.saved_world} rank(s), now {self.env.world}: going on from the "
+                f"same share of epoch {position[0]}, with fresh dropout streams, not bit-exact)"
+            )
+        self.say(f"resumed from {last} at step {self.step}{note}")
         return position
 
     def _restore(self, state: dict) -> tuple[int, int]:
@@ -377,6 +431,7 @@ class Trainer:
         else:  # another number of ranks: fresh dropout streams (resuming is not bit-exact then)
             torch.manual_seed(self.cfg.train.seed + 1000 * self.env.rank + self.step)
         self.saved_batches = state.get("batches_per_rank")
+        self.saved_world = state.get("world_size", self.env.world)
         return state["epoch"], state["batch_in_epoch"]
 
     def _best_score(self, saved: float | None) -> tuple[float | None, str | None]:
@@ -417,7 +472,7 @@ class Trainer:
             return self._agreed_between_logs()  # the first check of a session waits for all
         # The decay end moves only at log steps, to what all ranks agree on (max of -end).
         end = -self._projected_end() if self.step % tc.log_every == 0 else -self.decay_end
-        signalled, total_up, session_up = self.stop_signal is not None, *self._time_up()
+        signalled, total_up, session_up = self.signum or 0, *self._time_up()
         flags = torch.tensor([signalled, total_up, session_up, end], dtype=torch.float64)
         if self.env.world > 1:
             flags = flags.to(self.device)
@@ -426,22 +481,26 @@ class Trainer:
         return self._reason(*flags[:3].tolist())
 
     def _reason(self, signalled: float, total_up: float, session_up: float) -> str | None:
+        """`signalled`: the highest signal number any rank received (0: none)."""
         tc = self.cfg.train
         if signalled:
-            self.stop_signal = self.stop_signal or "a signal on another rank"
+            if self.signum is None:  # exit as that rank will (128 + the signal), not 0: on
+                # another node, torchrun would report success (after its 300 s exit barrier)
+                self.signum = int(signalled)
+                self.stop_signal = f"{signal.Signals(self.signum).name} on another rank"
             return f"received {self.stop_signal}"
         if total_up:
             return f"reached train.max_time={tc.max_time} (training time over all sessions)"
         return f"reached train.session_time={tc.session_time}" if session_up else None
 
     def _agreed_between_logs(self) -> str | None:
-        """Between log steps with several ranks: whether some rank got SIGINT/SIGTERM or ran out
+        """Between log steps with several ranks: which signal some rank got or whether one ran out
         of time, agreed on every step without waiting for the GPU, so a checkpoint is saved
         within a few updates (torchrun kills its workers 30 s after passing a signal on). Each
         step all-reduces this rank's flags into pinned host memory and reads the flags of two
         steps back, long arrived, so every rank sees the same values at the same step."""
         flags = torch.zeros(3, device=self.device)
-        for i, up in enumerate([self.stop_signal is not None, *self._time_up()]):
+        for i, up in enumerate([self.signum or 0, *self._time_up()]):
             flags[i] = float(up)  # a fill on the device: no copy from pageable host memory
         dist.all_reduce(flags, op=dist.ReduceOp.MAX)
         arrived = None
@@ -551,17 +610,24 @@ class Trainer:
     def _update(self, micro: list[Batch]) -> None:
         """train_step with the scheduled lr; a failing compile or recompile falls back to eager."""
         tc, lr = self.cfg.train, self._lr()
-        args = (micro, self.optimizer, lr, tc, self.amp_dtype, self.scaler, self.ddp)
         eager = self.ddp or self.model
         if self.net is eager or not self.guard_compile:
+            args = (micro, self.optimizer, lr, tc, self.amp_dtype, self.scaler, self.ddp)
             return self._record(train_step(self.net, *args), lr, micro)
-        # With several ranks only the first call is guarded: a recompile failing on one rank
-        # alone would repeat train_step's token all-reduce there and hang the others, so it
-        # stops the job instead
+        # The tokens are all-reduced once, before the guarded call: a rank whose compile fails
+        # redoes the update in eager mode, and must not all-reduce them a second time while the
+        # others go on to the gradients' all-reduce (a collective mismatch: gloo aborts, NCCL
+        # may hang). With several ranks only the first call is guarded: a recompile failing on
+        # one rank alone, mid-backward, would leave the ranks at different collectives
+        ntok = update_tokens(micro, self.ddp)
+        args = (micro, self.optimizer, lr, tc, self.amp_dtype, self.scaler, self.ddp, ntok)
         self.guard_compile = self.env.world == 1
         result, self.net, note = guarded_step(self.net, eager, self.optimizer, train_step, *args)
-        if note:
-            self.say(note)
+        if note:  # every rank's: a node whose compile failed runs eager, slowing them all
+            if self.env.main:
+                self.say(note)
+            else:
+                print(f"rank {self.env.rank}: {note}")
         self._record(result, lr, micro)
 
     def _record(self, result: tuple[Tensor, Tensor, Tensor], lr: float, micro: list[Batch]) -> None:
@@ -643,7 +709,7 @@ class Trainer:
 
     def _validate(self) -> dict:
         """Rank 0 validates (others wait); keeps `best` by BLEU, or by loss without BLEU."""
-        metrics = {}
+        metrics, error = {}, None
         if self.env.main:
             start = time.time()
             metrics = validate(
@@ -670,14 +736,18 @@ class Trainer:
                 if self.saved_step < 0:  # no last/ yet: a best/ alone would block the re-run
                     self.pending_best = info  # written by _save, right after last/
                 else:
-                    self._save_checkpoint(self.out / "best", info=info)
+                    try:
+                        self._save_checkpoint(self.out / "best", info=info)
+                    except OSError as e:  # a full disk: every rank stops, saying so
+                        error = e
                 line += f"; new best, saved to {self.out / 'best'}"
                 if switched:
                     line += f" (by {metric} now; the one before was chosen by {before})"
-            self.say(line)
+            if error is None:
+                self.say(line)
             self.interval_start += time.time() - start  # keep tokens/s about training
         self.valid_step = self.step
-        self.env.barrier()
+        self._stop_together(error, f"could not write {self.out / 'best'}")
         return metrics
 
     def _save(self, step_dir: bool = False) -> None:
@@ -688,15 +758,19 @@ class Trainer:
             rngs = [None] * self.env.world
             dist.all_gather_object(rngs, rng_state())
         interval = self._interval_so_far()
+        error = None
         if self.env.main:
-            self._save_checkpoint(self.out / "last", self._trainer_state(rngs, interval))
-            if self.pending_best is not None:
-                self._save_checkpoint(self.out / "best", info=self.pending_best)
-                self.pending_best = None
-            if step_dir:
-                self._save_step()
+            try:
+                self._save_checkpoint(self.out / "last", self._trainer_state(rngs, interval))
+                if self.pending_best is not None:
+                    self._save_checkpoint(self.out / "best", info=self.pending_best)
+                    self.pending_best = None
+                if step_dir:
+                    self._save_step()
+            except OSError as e:  # a full disk: every rank stops, saying so
+                error = e
         self.saved_step = self.step
-        self.env.barrier()
+        self._stop_together(error, f"could not write a checkpoint to '{self.out}'")
 
     def _save_step(self, write: bool = True) -> None:
         """step_NNNNNNN/ (weights only) of this step, then only the last train.keep_last kept."""
