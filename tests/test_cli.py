@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import select
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -57,6 +59,40 @@ def test_count_lines_counts_them_as_read_lines_splits_them(tmp_path, text):
         assert list(iter_lines(f, "x")) == read_lines(text, "x")
     with open(path, "rb") as f:
         assert list(iter_lines(cli.FdLines(f.fileno()), "x")) == read_lines(text, "x")
+
+
+def test_a_pipe_that_keeps_up_is_read_in_whole_chunks():
+    """A writer that refills the pipe a moment after it was drained (another process producing
+    lines) has not paused: the chunk goes on, as from a file, instead of ending at every 64 KiB
+    the pipe holds (~700-line chunks from a Python producer: less sorting, fuller batches lost).
+    A line longer than one read does not end it either."""
+    from translate.translator import _take
+
+    read_fd, write_fd = os.pipe()
+
+    def write() -> None:
+        for part in (b"a\n", b"b" * 100_000, b"\nc\n"):
+            time.sleep(0.002)
+            os.write(write_fd, part)
+        os.close(write_fd)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    reader = cli.FdLines(read_fd)
+    lines = iter_lines(reader, "x")
+    chunk, rest = _take(lines, 10, reader.ready), list(lines)  # rest: the writer can finish
+    writer.join()
+    os.close(read_fd)
+    assert (chunk, rest) == (["a", "b" * 100_000, "c"], [])
+
+
+def test_stdin_without_a_file_descriptor_is_read_as_before(tiny_checkpoint, monkeypatch, capsys):
+    """A notebook's or an embedding program's sys.stdin has no fileno(): FdLines cannot read it,
+    so its lines are read the buffered way (as is Windows' console, whose os.read is not UTF-8)."""
+    stdin = io.TextIOWrapper(io.BufferedReader(io.BytesIO(b"Guten Morgen\nHallo\n")))
+    monkeypatch.setattr(sys, "stdin", stdin)
+    assert cli.main(["--checkpoint", str(tiny_checkpoint), "--beam", "1"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
 
 
 def test_format_n_best():

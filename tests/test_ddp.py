@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from unittest import mock
 
 import pytest
 import torch
@@ -22,6 +23,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from conftest import limit_file_size, stop_flag_reads, tiny_overrides
 
+import translate.train as train_mod
 from data_prep import DataError, collate
 from translate.config import load_config
 from translate.model import Transformer
@@ -304,6 +306,45 @@ def test_a_rank_that_cannot_read_the_prepared_data_stops_every_rank(tiny_data, t
     said = [(tmp_path / f"rank{r}.txt").read_text() for r in range(WORLD)]
     assert said[1].startswith("DataError: ") and str(tmp_path) in said[1], said
     assert said[0].startswith("TrainingError: rank 1 cannot read the data prepared in "), said
+
+
+def rank_0_failure_worker(rank: int, init_file: str, root: str, stage: str) -> None:
+    """Trainer._prepare or ._validate on 2 ranks where rank 0's prepare() or validate() fails
+    with something other than an OSError (a DataError offline, CUDA out of memory)."""
+    timeout = datetime.timedelta(seconds=60)  # a rank left waiting must not hang the test
+    init = f"file://{init_file}"
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=WORLD, timeout=timeout)
+    run = Trainer.__new__(Trainer)  # no __init__: only what _prepare and _validate read
+    run.cfg = load_config(None, tiny_overrides(Path(root), Path(root) / "run"))
+    run.env, run.device, run.out = Dist(rank, WORLD), torch.device("cpu"), Path(root)
+    run.step, run.interval_start = 2, 0.0
+    run.model = run.valid = run.refs = run.tokenizer = run.amp_dtype = None
+    error = DataError("no network") if stage == "prepare" else torch.cuda.OutOfMemoryError("OOM")
+
+    def fail(*args, **kwargs):
+        raise error
+
+    with contextlib.ExitStack() as patches:
+        if rank == 0:
+            patches.enter_context(mock.patch.object(train_mod, stage, fail))
+        try:
+            Trainer._prepare(run) if stage == "prepare" else Trainer._validate(run)
+            said = "went on"
+        except Exception as e:  # noqa: BLE001 - what each rank said is the test's subject
+            said = f"{type(e).__name__}: {e}"
+    (Path(root) / f"rank{rank}.txt").write_text(said)
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("stage", ["prepare", "validate"])
+def test_a_failure_on_rank_0_alone_stops_every_rank_saying_so(tmp_path, stage):
+    """Rank 0 fails at a step the others wait for (preparing the data offline, validating out of
+    CUDA memory): they stop naming it, not with 'Connection closed by peer' in a traceback."""
+    args = (str(tmp_path / "init"), str(tmp_path), stage)
+    mp.spawn(rank_0_failure_worker, args=args, nprocs=WORLD)
+    said = [(tmp_path / f"rank{r}.txt").read_text() for r in range(WORLD)]
+    assert said[0] in ("DataError: no network", "OutOfMemoryError: OOM"), said
+    assert said[1].startswith("TrainingError: rank 0 could not "), said
 
 
 def compile_failure_worker(rank: int, init_file: str, out_dir: str) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import io
 import os
 import select
 import signal
@@ -103,8 +104,10 @@ def iter_lines(raw_lines: Iterable[bytes], name: str) -> Iterator[str]:
 
 class FdLines:
     """The lines of a file descriptor, as bytes without their \\n, read as they arrive (no
-    read-ahead beyond one read of 64 KiB). `ready()` says whether the next line, or the end, can
-    be had without waiting for a writer: a pipe or a terminal that has paused."""
+    read-ahead beyond one read of 64 KiB). `ready()` says whether the next line, or the end,
+    comes within `PAUSE` seconds: not where a pipe or a terminal has paused."""
+
+    PAUSE = 0.05  # a writer that keeps up refills a pipe within this; one that waits is waited for
 
     def __init__(self, fd: int):
         self.fd, self.eof = fd, False
@@ -122,15 +125,14 @@ class FdLines:
         return self.lines.popleft()
 
     def ready(self) -> bool:
-        if self.lines or self.eof:
-            return True
-        try:
-            readable = select.select([self.fd], [], [], 0)[0]
-        except (OSError, ValueError):  # no select() for it (Windows pipes): wait as before
-            return True
-        if readable:  # a regular file always is
+        while not (self.lines or self.eof):  # a line longer than one read: read on
+            try:
+                if not select.select([self.fd], [], [], self.PAUSE)[0]:
+                    return False  # a regular file always is readable
+            except (OSError, ValueError):  # no select() for it (Windows pipes): wait as before
+                return True
             self._read()
-        return bool(self.lines) or self.eof
+        return True
 
     def _read(self) -> None:
         data = os.read(self.fd, 1 << 16)
@@ -284,8 +286,11 @@ def run(args: argparse.Namespace) -> None:
             lines, ready = [argv_text(t) for t in args.text], None
         else:  # a line is translated once it is in, not once 10,000 more are (a slow pipe)
             f = sys.stdin.buffer if stdin else files.enter_context(open(args.input, "rb"))
-            reader = FdLines(f.fileno())
-            lines, ready = iter_lines(reader, "stdin" if stdin else args.input), reader.ready
+            name, ready = "stdin" if stdin else args.input, None
+            if isinstance(getattr(f, "raw", None), io.FileIO):  # not Windows' console, nor a
+                f = FdLines(f.fileno())  # stdin with no file descriptor (a notebook's)
+                ready = f.ready
+            lines = iter_lines(f, name)
         out = files.enter_context(open(args.output, "wb")) if args.output else sys.stdout.buffer
         written = 0
         try:

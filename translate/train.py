@@ -246,10 +246,14 @@ class Trainer:
 
     def _prepare(self) -> Path:
         """Rank 0 prepares (or reuses) the data first, then the others read the cache; where one
-        cannot (another machine, no shared filesystem), all stop, each with a line saying why."""
-        data_dir = prepare(self.cfg.data) if self.env.main else None
-        self.env.barrier()
-        error = None
+        cannot (offline, another machine, no shared filesystem), all stop, each with a line."""
+        data_dir, error = None, None
+        if self.env.main:
+            try:
+                data_dir = prepare(self.cfg.data)
+            except Exception as e:  # shared, then raised again here
+                error = e
+        self._stop_together(error, f"could not prepare the data in '{self.cfg.data.dir}'")
         if data_dir is None:
             try:
                 data_dir = prepare(self.cfg.data, build=False)
@@ -708,46 +712,44 @@ class Trainer:
         return self.bar.format_interval(max(min(left), 0)) if left else "?"
 
     def _validate(self) -> dict:
-        """Rank 0 validates (others wait); keeps `best` by BLEU, or by loss without BLEU."""
+        """Rank 0 validates (others wait); keeps `best` by BLEU, or by loss without BLEU. Any
+        failure there (a full disk, CUDA out of memory) stops every rank, each saying so."""
         metrics, error = {}, None
         if self.env.main:
             start = time.time()
-            metrics = validate(
-                self.model,
-                self.valid,
-                self.refs,
-                self.tokenizer,
-                self.cfg,
-                self.device,
-                self.amp_dtype,
-            )
-            score = metrics.get("valid_bleu", -metrics["valid_loss"])
-            metric = "bleu" if "valid_bleu" in metrics else "loss"
-            line = f"step {self.step} valid: loss {metrics['valid_loss']:.3f}"
-            line += f", ppl {metrics['valid_ppl']:.2f}"
-            if "valid_bleu" in metrics:
-                n = self.cfg.train.valid_bleu_sentences
-                line += f", BLEU {metrics['valid_bleu']:.2f} (greedy, up to {n} sentences)"
-            before = self.best_metric
-            switched = before not in (None, metric)  # valid_bleu_sentences changed on resume
-            if self.best is None or switched or score > self.best:
-                self.best, self.best_metric = score, metric
-                info = {"step": str(self.step), "valid_score": repr(score), "valid_metric": metric}
-                if self.saved_step < 0:  # no last/ yet: a best/ alone would block the re-run
-                    self.pending_best = info  # written by _save, right after last/
-                else:
-                    try:
-                        self._save_checkpoint(self.out / "best", info=info)
-                    except OSError as e:  # a full disk: every rank stops, saying so
-                        error = e
-                line += f"; new best, saved to {self.out / 'best'}"
-                if switched:
-                    line += f" (by {metric} now; the one before was chosen by {before})"
-            if error is None:
-                self.say(line)
+            try:
+                metrics = self._validate_here()
+            except Exception as e:  # shared, then raised again here
+                error = e
             self.interval_start += time.time() - start  # keep tokens/s about training
         self.valid_step = self.step
-        self._stop_together(error, f"could not write {self.out / 'best'}")
+        self._stop_together(error, f"could not validate or write {self.out / 'best'}")
+        return metrics
+
+    def _validate_here(self) -> dict:
+        """validate() on this rank, the line that says how it went, and `best` if it is."""
+        args = (self.valid, self.refs, self.tokenizer, self.cfg, self.device, self.amp_dtype)
+        metrics = validate(self.model, *args)
+        score = metrics.get("valid_bleu", -metrics["valid_loss"])
+        metric = "bleu" if "valid_bleu" in metrics else "loss"
+        line = f"step {self.step} valid: loss {metrics['valid_loss']:.3f}"
+        line += f", ppl {metrics['valid_ppl']:.2f}"
+        if "valid_bleu" in metrics:
+            n = self.cfg.train.valid_bleu_sentences
+            line += f", BLEU {metrics['valid_bleu']:.2f} (greedy, up to {n} sentences)"
+        before = self.best_metric
+        switched = before not in (None, metric)  # valid_bleu_sentences changed on resume
+        if self.best is None or switched or score > self.best:
+            self.best, self.best_metric = score, metric
+            info = {"step": str(self.step), "valid_score": repr(score), "valid_metric": metric}
+            if self.saved_step < 0:  # no last/ yet: a best/ alone would block the re-run
+                self.pending_best = info  # written by _save, right after last/
+            else:
+                self._save_checkpoint(self.out / "best", info=info)
+            line += f"; new best, saved to {self.out / 'best'}"
+            if switched:
+                line += f" (by {metric} now; the one before was chosen by {before})"
+        self.say(line)
         return metrics
 
     def _save(self, step_dir: bool = False) -> None:
@@ -767,7 +769,7 @@ class Trainer:
                     self.pending_best = None
                 if step_dir:
                     self._save_step()
-            except OSError as e:  # a full disk: every rank stops, saying so
+            except Exception as e:  # a full disk, or any other: every rank stops, saying so
                 error = e
         self.saved_step = self.step
         self._stop_together(error, f"could not write a checkpoint to '{self.out}'")
