@@ -173,40 +173,23 @@ def save_checkpoint(
         save_config(cfg, tmp / CONFIG_FILE)
         (tmp / TOKENIZER_FILE).write_bytes(tokenizer)
         if trainer_state is not None:
-            with _write_errors(Path(ckpt_dir) / STATE_FILE), open(tmp / STATE_FILE, "wb", 0) as f:
-                torch.save(trainer_state, _WholeWrites(f))  # a full disk: an OSError, see below
+            with _write_errors(Path(ckpt_dir) / STATE_FILE), open(tmp / STATE_FILE, "wb") as f:
+                torch.save(trainer_state, f)  # not to the path: torch then drops the OSError
     return Path(ckpt_dir)
-
-
-class _WholeWrites:
-    """A file for torch.save that writes all it is given or raises the OSError (ENOSPC), which
-    torch keeps as the context of its own RuntimeError; writing to a path itself, torch only
-    says 'unexpected pos 576 vs 534'."""
-
-    def __init__(self, f):
-        self.f = f
-
-    def write(self, data) -> int:
-        view = memoryview(data).cast("B")
-        size = view.nbytes
-        while view:
-            view = view[self.f.write(view) :]
-        return size
-
-    def flush(self) -> None:
-        self.f.flush()
 
 
 @contextlib.contextmanager
 def _write_errors(path: Path) -> Iterator[None]:
-    """A full disk (or any failed write) in safetensors or torch.save as the OSError it is, so
-    that it reads as one line naming `path`: safetensors says '(os error 28)' in a
-    SafetensorError, torch.save a RuntimeError whose context is the OSError."""
+    """A full disk (or any failed write) in safetensors or torch.save as an OSError naming
+    `path`, so that it reads as one line: safetensors says '(os error 28)' in a SafetensorError,
+    torch.save raises a RuntimeError whose context is the file's OSError (or, at its close, the
+    OSError itself)."""
     try:
         yield
-    except (RuntimeError, safetensors.SafetensorError) as e:
-        if isinstance(e.__context__, OSError) and e.__context__.errno:
-            code = e.__context__.errno
+    except (OSError, RuntimeError, safetensors.SafetensorError) as e:
+        cause = e if isinstance(e, OSError) else e.__context__
+        if isinstance(cause, OSError) and cause.errno:
+            code = cause.errno
         elif found := re.search(r"\(os error (\d+)\)", str(e)):
             code = int(found[1])
         else:
