@@ -78,30 +78,28 @@ def tiny_overrides(root: Path, out_dir: Path) -> list[str]:
 
 
 def stop_flag_reads(device: str, backend: str, init: Path, event: str) -> list[str | None]:
-    """Trainer._agreed_between_logs on 4 steps of a 1-rank group, `event` (a signal, or
+    """Stops._agreed_between_logs on 4 steps of a 1-rank group, `event` (a signal, or
     max_time or session_time running out) arriving at step 2."""
-    import collections
     import signal
-    from types import SimpleNamespace
 
     import torch
     import torch.distributed as dist
 
-    from translate.train import Trainer
+    from translate.config import load_config
+    from translate.distributed import Dist
+    from translate.stopping import Stops
 
     dist.init_process_group(backend, init_method=f"file://{init}", rank=0, world_size=1)
     try:
-        run = SimpleNamespace(device=torch.device(device), stop_signal=None, stop_flags=None)
-        run.signum, run.stop_flags, up = None, collections.deque(), [False, False]
-        run._time_up = lambda: tuple(up)
-        run._reason = lambda *flags: Trainer._reason(run, *flags)
-        run.cfg = SimpleNamespace(train=SimpleNamespace(max_time="1h", session_time="10m"))
-        reads = [Trainer._agreed_between_logs(run)]
+        tc = load_config(None, ["train.max_time=1h", "train.session_time=10m"]).train
+        stops, up = Stops(tc, Dist(), torch.device(device), print), [False, False]
+        stops.time_up = lambda: tuple(up)
+        reads = [stops._agreed_between_logs()]
         if event == "signal":
-            run.signum, run.stop_signal = signal.SIGTERM, "SIGTERM"
+            stops.signum, stops.signal_name = signal.SIGTERM, "SIGTERM"
         else:
             up[event == "session_time"] = True
-        return reads + [Trainer._agreed_between_logs(run) for _ in range(3)]
+        return reads + [stops._agreed_between_logs() for _ in range(3)]
     finally:
         dist.destroy_process_group()
 

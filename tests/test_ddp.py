@@ -26,9 +26,10 @@ from conftest import limit_file_size, stop_flag_reads, tiny_overrides
 import translate.train as train_mod
 from data_prep import DataError, collate
 from translate.config import load_config
+from translate.distributed import Dist
 from translate.model import Transformer
 from translate.step import train_step
-from translate.train import Dist, Trainer, TrainingError
+from translate.train import Trainer, TrainingError
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS, WORLD = 3, 2
@@ -151,7 +152,7 @@ def start_worker(
 def teardown_worker(rank: int, port: int, out_dir: str) -> None:
     import gc
 
-    from translate.train import setup_distributed
+    from translate.distributed import setup_distributed
 
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD))
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))

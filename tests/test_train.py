@@ -22,7 +22,9 @@ import translate.train as train_mod
 from data_prep import DataError, prepare
 from translate.checkpoint import CheckpointError, checkpoint_info
 from translate.config import ConfigError, load_config
+from translate.distributed import Dist
 from translate.step import lr_at
+from translate.stopping import Stops
 from translate.train import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,16 +32,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_decay_ends_where_max_time_runs_out():
     cfg = load_config("configs/demo.yaml", ["train.max_steps=1000", "train.max_time=100s"])
-    now = time.time()
-    run = SimpleNamespace(cfg=cfg, step=100, session_step=0, session_start=now - 20, elapsed=0.0)
-    run.decay_end, run._elapsed, run.max_time = 1000, lambda: Trainer._elapsed(run), 100.0
-    end = Trainer._projected_end(run)  # 0.2 s per step, about 80 s left: about 400 more steps
+    now, stops = time.time(), Stops(cfg.train, Dist(), torch.device("cpu"), print)
+    stops.session_start = now - 20
+    end = stops.projected_end(100)  # 0.2 s per step, about 80 s left: about 400 more steps
     assert 480 <= end <= 500
-    run.session_start = now - 1  # a fast machine: max_steps ends first
-    assert Trainer._projected_end(run) == 1000
-    run.session_step = 100  # resumed, no step taken yet: keep the saved end
-    run.decay_end = 777
-    assert Trainer._projected_end(run) == 777
+    stops.session_start = now - 1  # a fast machine: max_steps ends first
+    assert stops.projected_end(100) == 1000
+    stops.session_step = 100  # resumed, no step taken yet: keep the saved end
+    stops.decay_end = 777
+    assert stops.projected_end(100) == 777
 
 
 def train_cmd(*sets: str, config: str | None = None) -> list[str]:
@@ -264,7 +265,7 @@ def train_until_signal(cfg, step: int, sig: int, monkeypatch) -> int:
     def signal_at_step(self):
         after_update(self)
         if self.step == step:
-            self._on_signal(sig, None)
+            self.stops.on_signal(sig, None)
 
     with monkeypatch.context() as patch:
         patch.setattr(Trainer, "_after_update", signal_at_step)
@@ -379,8 +380,9 @@ def test_a_new_max_time_on_resume_projects_the_decay_end_at_the_earlier_pace(tin
     sets = ("train.decay=linear", "train.valid_bleu_sentences=0")
     train_mod.train(tiny_cfg(*sets, "train.max_time=1h", "train.max_steps=4"))
     trainer = Trainer(tiny_cfg(*sets, "train.max_time=2h", "train.max_steps=0"))
-    assert trainer.step == 4 and trainer.elapsed > 0
-    assert trainer.decay_end == 4 + int((7200 - trainer.elapsed) / (trainer.elapsed / 4))
+    stops = trainer.stops
+    assert trainer.step == 4 and stops.elapsed > 0
+    assert stops.decay_end == 4 + int((7200 - stops.elapsed) / (stops.elapsed / 4))
 
 
 def test_session_time_ends_a_session_and_the_next_one_goes_on(tiny_cfg, capsys):
@@ -577,12 +579,12 @@ def test_resuming_with_another_number_of_ranks_goes_on_from_the_same_share_of_th
 def test_a_repeated_sigterm_keeps_stopping_and_a_second_ctrl_c_exits_at_once():
     """A scheduler and torchrun may both send SIGTERM: the second must not skip the checkpoint."""
     said = []
-    run = SimpleNamespace(stop_signal=None, signum=None, say=said.append)
-    Trainer._on_signal(run, signal.SIGTERM, None)
-    Trainer._on_signal(run, signal.SIGTERM, None)  # ignored: already stopping
-    assert run.signum == signal.SIGTERM and len(said) == 1
+    stops = Stops(load_config(None).train, Dist(), torch.device("cpu"), said.append)
+    stops.on_signal(signal.SIGTERM, None)
+    stops.on_signal(signal.SIGTERM, None)  # ignored: already stopping
+    assert stops.signum == signal.SIGTERM and len(said) == 1
     with pytest.raises(SystemExit) as stop:
-        Trainer._on_signal(run, signal.SIGINT, None)
+        stops.on_signal(signal.SIGINT, None)
     assert stop.value.code == 130
 
 

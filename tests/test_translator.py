@@ -253,13 +253,14 @@ def test_a_torch_build_without_kernels_for_the_gpu_is_one_clear_error(
 
 
 def test_the_trainer_refuses_such_a_build_in_one_line(monkeypatch):
-    import translate.train as train_mod
     from translate.config import ConfigError
+    from translate.distributed import setup_distributed
 
-    monkeypatch.setattr(train_mod, "cuda_build_problem", lambda index: "no CUDA kernels (test)")
+    problem = "no CUDA kernels (test)"
+    monkeypatch.setattr(translator_mod, "cuda_build_problem", lambda index: problem)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     with pytest.raises(ConfigError, match=r"no CUDA kernels \(test\), or set train.device=cpu"):
-        train_mod.setup_distributed("auto")
+        setup_distributed("auto")
 
 
 def test_filler_tokens_of_a_small_vocabulary_are_never_emitted(tmp_path, monkeypatch):

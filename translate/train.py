@@ -5,17 +5,15 @@ with `torchrun --nproc_per_node=N -m translate.train ...`), the paper's warmup/r
 label-smoothed cross-entropy, bf16/fp16 autocast, torch.compile, validation BLEU, atomic
 checkpoints and exact resume from `{out_dir}/last`. The logged `loss`/`ppl` are the plain NLL
 per target token (natural log) and exp(NLL), not the label-smoothed training objective. One
-update is translate.step.train_step; this module is the loop around it.
+update is translate.step.train_step, when to stop is translate.stopping, the log is
+translate.runlog; this module is the loop around them.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import contextlib
-import datetime
 import hashlib
-import importlib
 import json
 import math
 import os
@@ -23,7 +21,7 @@ import random
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -68,9 +66,10 @@ from translate.config import (
     data_identity,
     differences,
     load_config,
-    parse_duration,
 )
+from translate.distributed import setup_distributed
 from translate.model import Transformer
+from translate.runlog import RunLog
 from translate.step import (
     Batch,
     build_optimizer,
@@ -82,7 +81,7 @@ from translate.step import (
     update_tokens,
     validate,
 )
-from translate.translator import cuda_build_problem
+from translate.stopping import Stops
 
 
 class TrainingError(RuntimeError):
@@ -126,61 +125,15 @@ class Batches:
         return (*tensors, int(self.tgt_lens[idx].sum()))
 
 
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            dist.barrier()
-
-
-def setup_distributed(device_choice: str) -> tuple[Dist, torch.device]:
-    """Join the torchrun process group (NCCL on GPU, gloo on CPU) -> (Dist, this rank's device)."""
-    env = Dist(
-        rank=int(os.environ.get("RANK", 0)),
-        world=int(os.environ.get("WORLD_SIZE", 1)),
-        local_rank=int(os.environ.get("LOCAL_RANK", 0)),
-    )
-    cuda = device_choice == "cuda" or (device_choice == "auto" and torch.cuda.is_available())
-    if device_choice == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device=cuda but no CUDA device is visible; use train.device=cpu")
-    if cuda and (problem := cuda_build_problem(env.local_rank)):
-        raise ConfigError(f"{problem}, or set train.device=cpu")
-    device = torch.device(f"cuda:{env.local_rank}" if cuda else "cpu")
-    if cuda:
-        torch.cuda.set_device(device)
-    if env.world > 1 and not dist.is_initialized():
-        # torch.distributed.nn binds group.WORLD as a default argument when first imported (DDP
-        # imports it, through torch._dynamo): imported after init_process_group it would keep the
-        # group, and with it gloo's threads and sockets, alive past destroy_process_group, to be
-        # torn down during the interpreter's finalization, or not before exit()
-        importlib.import_module("torch.distributed.nn")
-        # the other ranks wait at barriers while rank 0 prepares the data (a first WMT14 run:
-        # download, BPE, binarizing) or validates: longer than the default 10 minutes
-        # device_id binds NCCL to this rank's GPU instead of one guessed from the global rank
-        dist.init_process_group(
-            "nccl" if cuda else "gloo",
-            timeout=datetime.timedelta(hours=1),
-            device_id=device if cuda else None,
-        )
-    return env, device
-
-
 class Trainer:
     """One run's state; `run()` is the loop: micro-batches -> train_step -> log/validate/save."""
 
     def __init__(self, cfg: Config):
         self.cfg, tc = cfg, cfg.train
         self.env, self.device = setup_distributed(tc.device)
-        self.out, self.bar, self.stop_signal = Path(tc.out_dir), None, None
-        self.signum: int | None = None  # the signal this process (or another rank) received
+        self.out, self.bar = Path(tc.out_dir), None
+        self.log = RunLog(self.out)  # written by rank 0
+        self.stops = Stops(tc, self.env, self.device, self.say)
         if self.out.exists() and not self.out.is_dir():
             raise ConfigError(f"train.out_dir '{self.out}' is a file; give a directory path")
         created = not self.out.exists()
@@ -204,20 +157,13 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type) if fp16 else None
         self.optimizer = build_optimizer(self.model, tc, self.device)
         self.step = 0  # updates done
-        self.elapsed = 0.0  # training seconds of the earlier sessions
         self.best: float | None = None  # best/'s validation score
         self.best_metric: str | None = None  # "bleu" or "loss": what self.best is a score of
         self.pending_best: dict | None = None  # best/'s info until the first last/ is saved
         self.saved_step = self.valid_step = -1  # the step last/ was saved at, last validated at
         self.logged_step = 0  # the step of the last log record
-        self.last_record: dict | None = None  # that record, as written to log.jsonl
         self.saved_interval: dict | None = None  # the resumed log interval's sums (_resume)
         self.saved_batches: int | None = None  # this rank's batches per epoch when last saved
-        self.decay_end = tc.max_steps or sys.maxsize  # moved sooner by max_time: _projected_end
-        self.max_time = parse_duration(tc.max_time) if tc.max_time else math.inf  # seconds
-        self.session_time = (
-            parse_duration(tc.session_time, "session_time") if tc.session_time else math.inf
-        )
         epoch, pos = self._resume() if resuming else self._start_fresh()
         self._check_ranks_agree()
         self.ddp = None
@@ -359,7 +305,8 @@ class Trainer:
         """A new run: distinct dropout masks per rank, and no log lines of an earlier run."""
         if self.env.rank > 0:
             torch.manual_seed(self.cfg.train.seed + self.env.rank)
-        self._truncate_log(0)
+        if self.env.main and self.log.truncate(0):
+            self.say(f"note: no last/ checkpoint in {self.out}; starting over, log.jsonl too")
         return 0, 0
 
     def _resume(self) -> tuple[int, int]:
@@ -395,7 +342,8 @@ class Trainer:
         if self.env.main and tc.save_every and self.step and self.step % tc.save_every == 0:
             # killed between last/ and its step checkpoint, or before pruning
             self._save_step(write=not complete(self.out / f"step_{self.step:07d}"))
-        self._truncate_log(self.step)
+        if self.env.main:
+            self.log.truncate(self.step)
         note = ""
         if self.saved_world != self.env.world:
             note = (
@@ -417,13 +365,15 @@ class Trainer:
             group["weight_decay"] = tc.weight_decay if group["weight_decay"] else 0.0
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        self.step, self.elapsed, self.best = state["step"], state["elapsed"], state["best"]
+        self.step, self.best, self.stops.elapsed = state["step"], state["best"], state["elapsed"]
         self.best, self.best_metric = self._best_score(self.best)
         old = self.saved_cfg.train
+        stops = self.stops
         if (old.max_steps, old.max_time) == (tc.max_steps, tc.max_time):
-            self.decay_end = state.get("decay_end", self.decay_end)
-        elif self.step and self.elapsed:  # the new end, at the earlier sessions' pace
-            self.decay_end = self._projected_end(self.elapsed / self.step, self.elapsed)
+            stops.decay_end = state.get("decay_end", stops.decay_end)
+        elif self.step and stops.elapsed:  # the new end, at the earlier sessions' pace
+            pace = stops.elapsed / self.step
+            stops.decay_end = stops.projected_end(self.step, pace, stops.elapsed)
         self.saved_step = self.step
         self.valid_step = state.get("valid_step", self.step)
         self.saved_interval = state.get("interval")
@@ -449,115 +399,11 @@ class Trainer:
             return saved, None
         return float(info["valid_score"]), info.get("valid_metric")
 
-    def _truncate_log(self, step: int) -> None:
-        """Drop log lines after `step`: a killed run's, or at step 0 all of an earlier run's."""
-        path = self.out / "log.jsonl"
-        if self.env.main and path.is_file():
-            if step == 0 and path.stat().st_size:
-                self.say(f"note: no last/ checkpoint in {self.out}; starting over, log.jsonl too")
-            kept = []
-            for line in path.read_text().splitlines():
-                with contextlib.suppress(ValueError):  # a line cut short by the kill
-                    if (record := json.loads(line))["step"] <= step:
-                        kept.append(line + "\n")
-                        self.last_record = record  # a record for `step` takes its final one
-            tmp = path.with_name(f".{path.name}.tmp")  # a kill while writing keeps the old log
-            tmp.write_text("".join(kept))
-            os.replace(tmp, path)
-
-    def _stop_reason(self) -> str | None:
-        """Why to stop before the next update (all ranks agree), or None."""
-        tc = self.cfg.train
-        if tc.max_steps and self.step >= tc.max_steps:
-            return f"reached train.max_steps={tc.max_steps}"
-        if tc.max_epochs and self.batches.current_epoch() >= tc.max_epochs:
-            return f"reached train.max_epochs={tc.max_epochs}"
-        if self.env.world > 1 and self.step % tc.log_every and self.step > self.session_step:
-            return self._agreed_between_logs()  # the first check of a session waits for all
-        # The decay end moves only at log steps, to what all ranks agree on (max of -end).
-        end = -self._projected_end() if self.step % tc.log_every == 0 else -self.decay_end
-        signalled, total_up, session_up = self.signum or 0, *self._time_up()
-        flags = torch.tensor([signalled, total_up, session_up, end], dtype=torch.float64)
-        if self.env.world > 1:
-            flags = flags.to(self.device)
-            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-        self.decay_end = int(-flags[3])
-        return self._reason(*flags[:3].tolist())
-
-    def _reason(self, signalled: float, total_up: float, session_up: float) -> str | None:
-        """`signalled`: the highest signal number any rank received (0: none)."""
-        tc = self.cfg.train
-        if signalled:
-            if self.signum is None:  # exit as that rank will (128 + the signal), not 0: on
-                # another node, torchrun would report success (after its 300 s exit barrier)
-                self.signum = int(signalled)
-                self.stop_signal = f"{signal.Signals(self.signum).name} on another rank"
-            return f"received {self.stop_signal}"
-        if total_up:
-            return f"reached train.max_time={tc.max_time} (training time over all sessions)"
-        return f"reached train.session_time={tc.session_time}" if session_up else None
-
-    def _agreed_between_logs(self) -> str | None:
-        """Between log steps with several ranks: which signal some rank got or whether one ran out
-        of time, agreed on every step without waiting for the GPU, so a checkpoint is saved
-        within a few updates (torchrun kills its workers 30 s after passing a signal on). Each
-        step all-reduces this rank's flags into pinned host memory and reads the flags of two
-        steps back, long arrived, so every rank sees the same values at the same step."""
-        flags = torch.zeros(3, device=self.device)
-        for i, up in enumerate([self.signum or 0, *self._time_up()]):
-            flags[i] = float(up)  # a fill on the device: no copy from pageable host memory
-        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-        arrived = None
-        if flags.is_cuda:
-            flags = torch.empty(3, pin_memory=True).copy_(flags, non_blocking=True)
-            arrived = torch.cuda.Event()
-            arrived.record()
-        self.stop_flags.append((flags, arrived))
-        if len(self.stop_flags) <= 2:
-            return None
-        flags, arrived = self.stop_flags.popleft()
-        if arrived is not None:
-            arrived.synchronize()
-        return self._reason(*flags.tolist())
-
-    def _time_up(self) -> tuple[bool, bool]:
-        """(train.max_time used up over all sessions, train.session_time used up by this one)."""
-        session = time.time() - self.session_start
-        return self._elapsed() >= self.max_time, session >= self.session_time
-
-    def _elapsed(self) -> float:
-        return self.elapsed + time.time() - self.session_start
-
-    def _projected_end(self, per_step: float | None = None, elapsed: float | None = None) -> int:
-        """The step where a linear/cosine decay reaches 0: max_steps, or sooner if max_time
-        will run out first at this session's pace (so a slower machine still ends annealed),
-        or at `per_step` seconds an update from `elapsed` seconds where given (on resuming)."""
-        tc = self.cfg.train
-        if per_step is None or elapsed is None:
-            done = self.step - self.session_step
-            if done <= 0:  # no pace measured yet this session (a resume set the end)
-                return self.decay_end
-            per_step, elapsed = (time.time() - self.session_start) / done, self._elapsed()
-        end = tc.max_steps or sys.maxsize
-        if tc.decay != "rsqrt" and tc.max_time:
-            left = self.max_time - elapsed
-            end = min(end, self.step + max(int(left / per_step), 0))
-        return end
-
-    def _on_signal(self, signum, frame) -> None:
-        if self.stop_signal is not None:
-            if signum == signal.SIGINT:  # a second Ctrl-C: give up at once
-                raise SystemExit(128 + signum)
-            return  # SIGTERM again (a scheduler and torchrun both send it): already stopping
-        self.signum, self.stop_signal = signum, signal.Signals(signum).name
-        self.say(f"{self.stop_signal}: saving a checkpoint after this update, then exiting")
-
     def run(self) -> None:
         """The training loop; ends with a checkpoint in every case but a crash."""
         tc = self.cfg.train
-        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        self.session_start, self.session_step = time.time(), self.step
-        self.stop_flags = collections.deque()  # see _agreed_between_logs
+        old = {s: signal.signal(s, self.stops.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        self.stops.start_session(self.step)
         self.bar = tqdm(
             total=tc.max_steps or None,
             initial=self.step,
@@ -579,7 +425,7 @@ class Trainer:
             if interval.get("grad_norm") is not None:
                 self.grad_norm = torch.tensor(interval["grad_norm"])
         try:
-            while (reason := self._stop_reason()) is None:
+            while (reason := self.stops.reason(self.step, self.batches.current_epoch)) is None:
                 micro = [self.batches.next() for _ in range(self.accum)]
                 self.step += 1
                 self._update(micro)
@@ -606,10 +452,8 @@ class Trainer:
 
     def _lr(self) -> float:
         """lr_at(self.step) with this run's schedule."""
-        tc = self.cfg.train
-        return lr_at(
-            self.step, self.cfg.model.d_model, tc.warmup, tc.lr_scale, tc.decay, self.decay_end
-        )
+        tc, end = self.cfg.train, self.stops.decay_end
+        return lr_at(self.step, self.cfg.model.d_model, tc.warmup, tc.lr_scale, tc.decay, end)
 
     def _update(self, micro: list[Batch]) -> None:
         """train_step with the scheduled lr; a failing compile or recompile falls back to eager."""
@@ -665,7 +509,7 @@ class Trainer:
         if (tc.valid_every and self.step % tc.valid_every == 0) or final:
             record.update(self._validate())
         if record and self.env.main:
-            self._write_log({"step": self.step, "epoch": self.batches.epoch, **record})
+            self.log.write({"step": self.step, "epoch": self.batches.epoch, **record})
         if tc.save_every and self.step % tc.save_every == 0:
             self._save(step_dir=True)
         elif self.valid_step == self.step and self.saved_step < 0:  # on every rank alike
@@ -687,29 +531,18 @@ class Trainer:
         }
         if self.bad_total.item():
             metrics["skipped_updates"] = int(self.bad_total.item())
+        left = self.stops.seconds_left(self.step)
         self.bar.set_postfix(
             loss=f"{loss:.3f}",
             lr=f"{self.lr:.2e}",
             tok_s=f"{metrics['tokens_per_s']:.0f}",
-            eta=self._eta(),
+            eta="?" if left is None else self.bar.format_interval(left),
             refresh=False,
         )
         streak = self.bad_streak
         self._reset_interval()
         self.bad_streak, self.logged_step = streak, self.step
         return metrics
-
-    def _eta(self) -> str:
-        """Time left toward max_steps, max_time or session_time, whichever comes first."""
-        tc, left = self.cfg.train, []
-        done, session = self.step - self.session_step, time.time() - self.session_start
-        if tc.max_steps and done:
-            left.append((tc.max_steps - self.step) * session / done)
-        if tc.max_time:
-            left.append(self.max_time - self._elapsed())
-        if tc.session_time:
-            left.append(self.session_time - session)
-        return self.bar.format_interval(max(min(left), 0)) if left else "?"
 
     def _validate(self) -> dict:
         """Rank 0 validates (others wait); keeps `best` by BLEU, or by loss without BLEU. Any
@@ -809,8 +642,8 @@ class Trainer:
             "step": self.step,
             "epoch": self.batches.epoch,
             "batch_in_epoch": self.batches.pos,
-            "elapsed": self._elapsed(),
-            "decay_end": self.decay_end,
+            "elapsed": self.stops.total_elapsed(),
+            "decay_end": self.stops.decay_end,
             "best": self.best,
             "world_size": self.env.world,
             "batches_per_rank": len(self.batches.batches),  # of this epoch, for batch_in_epoch
@@ -823,28 +656,6 @@ class Trainer:
             "pending_best": self.pending_best,  # written right after: a kill may come between
             "logged_step": self.logged_step,
         }
-
-    def _write_log(self, record: dict) -> None:
-        """Append one record; a second one for the same step (the final validation after a log
-        step) is merged into the first, so there is one record per logged step. A non-finite
-        figure (the loss of an interval whose updates were all skipped) is written as null."""
-        record = {
-            k: None if isinstance(v, float) and not math.isfinite(v) else v
-            for k, v in record.items()
-        }
-        path = self.out / "log.jsonl"
-        if self.last_record is not None and self.last_record["step"] == record["step"]:
-            record = {**self.last_record, **record}
-            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)[:-1]
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text("".join(lines) + json.dumps(record) + "\n", encoding="utf-8")
-            os.replace(tmp, path)
-        else:
-            with open(path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-        self.last_record = record
-        if any(k.startswith("valid_") for k in record):
-            plot_curves(self.out / "log.jsonl", self.out / "curves.png")
 
     def _finish(self, reason: str) -> None:
         """The last log record and validation (unless the run is to be resumed: a signal or
@@ -859,41 +670,11 @@ class Trainer:
             if self.valid_step != self.step and self.step > 0:
                 record.update(self._validate())
         if record and self.env.main:
-            self._write_log({"step": self.step, "epoch": self.batches.epoch, **record})
+            self.log.write({"step": self.step, "epoch": self.batches.epoch, **record})
         if self.saved_step != self.step or "loss" in record:  # "loss": the interval was reset
             self._save()
         hint = "; re-run the same command to resume" if resumable else ""
         self.say(f"stopped at step {self.step}: {reason}; checkpoint in {self.out / 'last'}{hint}")
-
-
-def plot_curves(log_file: Path, png: Path) -> None:
-    """Train/valid loss and valid BLEU against steps (matplotlib Agg, imported lazily)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    rows = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
-    fig, (ax_loss, ax_bleu) = plt.subplots(1, 2, figsize=(10, 4))
-    for key in ("loss", "valid_loss"):
-        pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
-        if pts:
-            ax_loss.plot(*zip(*pts, strict=True), label=key)
-    pts = [(r["step"], r["valid_bleu"]) for r in rows if "valid_bleu" in r]
-    if pts:
-        ax_bleu.plot(*zip(*pts, strict=True), marker="o", label="valid BLEU")
-    ax_loss.set(xlabel="step", ylabel="NLL per token")
-    ax_bleu.set(xlabel="step", ylabel="BLEU")
-    for ax in (ax_loss, ax_bleu):
-        if ax.lines:
-            ax.legend()
-    fig.tight_layout()
-    tmp = png.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, png)
 
 
 def train(cfg: Config) -> int:
@@ -902,7 +683,8 @@ def train(cfg: Config) -> int:
     checkpoint), as shells expect of an interrupted program (`train && evaluate` stops there)."""
     trainer = Trainer(cfg)
     trainer.run()
-    return 128 + trainer.signum if trainer.signum else 0
+    signum = trainer.stops.signum
+    return 128 + signum if signum else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,19 +40,17 @@ def one_line(text: str) -> str:
     return " ".join(text.splitlines()).strip()
 
 
-def resolve_device(device: str) -> torch.device:
-    """'auto' picks cuda when available; 'cuda' without a GPU, or with a torch build that has no
-    kernels for it, is a user error."""
+def resolve_device(device: str, index: int = 0, use_cpu: str = "use --device cpu") -> torch.device:
+    """'auto' picks cuda:`index` when available; 'cuda' without a GPU, or with a torch build that
+    has no kernels for it, is a user error (a ValueError ending with `use_cpu`)."""
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"--device must be auto, cpu or cuda; got '{device}'")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            "--device cuda was requested but no CUDA GPU is available; use --device cpu"
-        )
+        raise ValueError(f"device cuda was requested but no CUDA GPU is visible; {use_cpu}")
     cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if cuda and (problem := cuda_build_problem()):
-        raise ValueError(f"{problem}, or use --device cpu")
-    return torch.device("cuda" if cuda else "cpu")
+    if cuda and (problem := cuda_build_problem(index)):
+        raise ValueError(f"{problem}, or {use_cpu}")
+    return torch.device(f"cuda:{index}" if cuda else "cpu")
 
 
 def cuda_build_problem(index: int = 0) -> str | None:
