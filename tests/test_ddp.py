@@ -29,6 +29,7 @@ from translate.config import load_config
 from translate.distributed import Dist
 from translate.model import Transformer
 from translate.step import train_step
+from translate.stopping import Stops
 from translate.train import Trainer, TrainingError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -279,6 +280,30 @@ def test_the_per_step_stop_flags_are_read_two_steps_later(tmp_path, event, reaso
     """Every rank reads the all-reduced flags of two steps back, so all stop at the same step,
     a few updates after a signal or the end of max_time / session_time, not at a log step."""
     assert stop_flag_reads("cpu", "gloo", tmp_path / "init", event) == [None, None, None, reason]
+
+
+def exit_status_worker(rank: int, init_file: str, out_dir: str, signals: list) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    stops = Stops(load_config(None).train, Dist(rank, WORLD), torch.device("cpu"), print)
+    stops.signum = signals[rank]
+    (Path(out_dir) / f"rank{rank}.txt").write_text(str(stops.exit_status()))
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize(
+    "signals, status",
+    [
+        ([None, None], 0),
+        ([None, signal.SIGTERM], 143),  # reached one node after the stop was agreed
+        ([signal.SIGINT, None], 130),
+        ([signal.SIGINT, signal.SIGTERM], 143),  # Ctrl-C here, the scheduler's SIGTERM there
+    ],
+)
+def test_every_rank_exits_with_the_same_status(tmp_path, signals, status):
+    """Not 0 on some (a success, to torchrun) and 128 + a signal on others."""
+    args = (str(tmp_path / "init"), str(tmp_path), signals)
+    mp.spawn(exit_status_worker, args=args, nprocs=WORLD, join=True)
+    assert [(tmp_path / f"rank{r}.txt").read_text() for r in range(WORLD)] == [str(status)] * WORLD
 
 
 def prepare_worker(rank: int, init_file: str, root: str, data_dirs: list[str]) -> None:

@@ -19,8 +19,8 @@ from translate.distributed import Dist
 
 
 class Stops:
-    """The stop rules of one run and the clocks they read; `signum` is the signal that stopped it
-    (on this rank or another), so that the process exits with 128 + signum."""
+    """The stop rules of one run and the clocks they read; `signum` is the signal this rank
+    received (or, first, another rank's, which stops this one too)."""
 
     def __init__(self, tc: TrainConfig, env: Dist, device: torch.device, say: Callable):
         self.tc, self.env, self.device, self.say = tc, env, device, say
@@ -126,6 +126,16 @@ class Stops:
             return  # SIGTERM again (a scheduler and torchrun both send it): already stopping
         self.signum, self.signal_name = signum, signal.Signals(signum).name
         self.say(f"{self.signal_name}: saving a checkpoint after this update, then exiting")
+
+    def exit_status(self) -> int:
+        """0, or 128 + the highest signal number any rank received, the same on every rank; called
+        by all at the end. A signal that reached some ranks only after the stop was agreed (while
+        validating or saving), or SIGINT on one node and SIGTERM on another, would otherwise
+        make some exit 0 (a success, to torchrun) and others 130 or 143."""
+        signum = torch.tensor(self.signum or 0, device=self.device)
+        if self.env.world > 1:
+            dist.all_reduce(signum, op=dist.ReduceOp.MAX)
+        return 128 + int(signum) if signum else 0
 
     def seconds_left(self, step: int) -> float | None:
         """Seconds toward max_steps, max_time or session_time, whichever comes first (None:

@@ -399,8 +399,9 @@ class Trainer:
             return saved, None
         return float(info["valid_score"]), info.get("valid_metric")
 
-    def run(self) -> None:
-        """The training loop; ends with a checkpoint in every case but a crash."""
+    def run(self) -> int:
+        """The training loop; ends with a checkpoint in every case but a crash -> the exit
+        status (Stops.exit_status)."""
         tc = self.cfg.train
         old = {s: signal.signal(s, self.stops.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         self.stops.start_session(self.step)
@@ -432,6 +433,7 @@ class Trainer:
                 self.bar.update(1)
                 self._after_update()
             self._finish(reason)
+            return self.stops.exit_status()
         except torch.cuda.OutOfMemoryError:
             raise TrainingError(
                 f"CUDA out of memory with train.max_tokens={tc.max_tokens}; try --set "
@@ -679,12 +681,10 @@ class Trainer:
 
 def train(cfg: Config) -> int:
     """Train (or resume) the run in cfg.train.out_dir until max_steps/max_epochs/max_time ->
-    the exit status: 0, or 128 + the signal number where SIGINT or SIGTERM stopped it (after a
-    checkpoint), as shells expect of an interrupted program (`train && evaluate` stops there)."""
-    trainer = Trainer(cfg)
-    trainer.run()
-    signum = trainer.stops.signum
-    return 128 + signum if signum else 0
+    the exit status: 0, or 128 + the signal number where SIGINT or SIGTERM reached it on any
+    rank (after a checkpoint), as shells expect of an interrupted program (`train && evaluate`
+    stops there)."""
+    return Trainer(cfg).run()
 
 
 def main(argv: list[str] | None = None) -> int:
