@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 
 import pytest
 import torch
@@ -288,3 +289,19 @@ def test_filler_tokens_of_a_small_vocabulary_are_never_emitted(tmp_path, monkeyp
     for beam in (1, 4):
         assert len(translator.translate(INPUTS, beam=beam)) == len(INPUTS)
     assert emitted and not {t for ids in emitted for t in ids} & set(never)
+
+
+def test_a_steady_trickle_of_lines_is_cut_into_chunks_by_time(monkeypatch):
+    """Lines that come every few ms never pause long enough to end a chunk: the chunk still
+    ends GATHER_SECONDS after its first line instead of waiting for CHUNK_LINES of them."""
+    monkeypatch.setattr(translator_mod, "GATHER_SECONDS", 0.2)
+
+    def trickle():
+        for i in range(500):  # 2.5 s in all
+            time.sleep(0.005)
+            yield f"line {i}"
+
+    lines = trickle()
+    chunk = translator_mod._take(lines, 10_000, ready=lambda: True)
+    assert 1 < len(chunk) < 500 and chunk[0] == "line 0"
+    assert translator_mod._take(lines, 10_000, ready=lambda: True)[0] == f"line {len(chunk)}"

@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import math
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,6 +30,7 @@ from translate.search import beam_search, greedy_search
 
 Hypotheses = list[tuple[str, float]]  # n-best (translation, score), best first
 CHUNK_LINES = 10_000  # Translator.stream: lines sorted and decoded together, then written
+GATHER_SECONDS = 1.0  # input that arrives over time: a chunk ends this long after its first line
 # On CPU a decoding batch holds at most this many sentences besides batch_tokens, which short
 # sentences filled with hundreds of them x beams: 20,000 Multi30k lines then decoded in 206 s
 # and 1.4 GB against 213 s and 3.9 GB (docs/benchmarks.md, session 19). GPUs take any batch.
@@ -198,8 +200,8 @@ class Translator:
         chunk is done, so a long input holds one chunk in memory and its output appears as it
         goes. `total` sizes the progress bar (lines; None: a count without one). `ready`, for
         input that arrives over time (a pipe), says whether the next line can be read without
-        waiting: a chunk also ends where the input pauses, so a line is never held back waiting
-        for the lines after it."""
+        waiting: a chunk also ends where the input pauses, or GATHER_SECONDS after its first line,
+        so a line is never held back long waiting for the lines after it."""
         n_best = opts["n_best"]
         search = {k: v for k, v in opts.items() if k not in ("n_best", "batch_tokens")}
         bar = tqdm(total=total, disable=not progress, file=sys.stderr, unit="sent")
@@ -297,9 +299,11 @@ class Translator:
 
 
 def _take(lines: Iterator[str], n: int, ready: Callable[[], bool] | None) -> list[str]:
-    """The next chunk: up to n lines; with `ready`, only its first line waits for input."""
+    """The next chunk: up to n lines; with `ready`, only its first line waits for input, and the
+    chunk also ends GATHER_SECONDS after it (a steady trickle of lines never pauses)."""
     chunk = list(itertools.islice(lines, 1 if ready else n))
-    while chunk and len(chunk) < n and ready and ready():
+    until = time.monotonic() + GATHER_SECONDS
+    while chunk and len(chunk) < n and ready and ready() and time.monotonic() < until:
         line = next(lines, None)
         if line is None:
             break
