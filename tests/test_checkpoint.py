@@ -323,10 +323,11 @@ def run(tok_file, tmp_path) -> Path:
 
 
 TARGETS = ["input", "run_dir", "last", "best", "last_copy", "not_checkpoint", "file", "in_last"]
+TARGETS += ["hf_export", "kept_step"]
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_average_refuses_an_out_it_would_destroy(run, capsys, target):
+def test_average_refuses_an_out_it_would_destroy(run, tok_file, capsys, target):
     out = {"input": run / "step_0000200", "last_copy": run / "resume", "file": run / "notes"}
     out["in_last"] = run / "last" / "avg"  # the next save of last/ would replace it
     out = out.get(target, run if target == "run_dir" else run / target)
@@ -337,6 +338,13 @@ def test_average_refuses_an_out_it_would_destroy(run, capsys, target):
         (out / "keep.txt").write_text("mine")
     elif target == "file":
         out.write_text("mine")
+    elif target == "hf_export":  # `translate export ... runs/NAME/hf`: model.safetensors and more
+        out.mkdir()
+        shutil.copy(run / "step_0000200" / "model.safetensors", out)
+        (out / "config.json").write_text("{}")
+    elif target == "kept_step":  # a copy of a checkpoint training wrote (not an average)
+        model, cfg = tiny_model()
+        save_checkpoint(out, model, cfg, tok_file, info={"step": "200"})
     before = sorted(str(p.relative_to(run)) for p in run.rglob("*"))
     code, err = average(capsys, "--run", run, "--last", 2, "--out", out)
     assert code == 1 and err.startswith("error: ") and len(err.splitlines()) == 1, err

@@ -63,6 +63,7 @@ MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE, STATE_FILE = (
 # what Trainer._resume reads unconditionally (the other keys, added later, are read with .get)
 TRAINER_STATE_KEYS = ("step", "epoch", "batch_in_epoch", "elapsed", "best", "optimizer", "rng")
 TRAINING_NAMES = ("last", "best")  # written by training, like step_NNNNNNN: never an average
+AVERAGE_FILES = {MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE}  # all an average writes
 
 
 class CheckpointError(ValueError):
@@ -455,7 +456,19 @@ def _out_dir_problem(out: Path, dirs: list[Path]) -> str | None:
         return f"holds {STATE_FILE}, the state training resumes from"
     if out.is_dir() and any(out.iterdir()) and not (out / MODEL_FILE).is_file():
         return f"is a directory but not a checkpoint (no {MODEL_FILE})"
+    if out.is_dir() and (others := sorted({p.name for p in out.iterdir()} - AVERAGE_FILES)):
+        return f"holds {', '.join(others[:3])}, which an average does not write"
+    if (out / MODEL_FILE).is_file() and "step" in _readable_metadata(out / MODEL_FILE):
+        return "holds a checkpoint training wrote (its weights name their step), not an average"
     return None
+
+
+def _readable_metadata(path: Path) -> dict[str, str]:
+    """The safetensors metadata of `path`; {} where it cannot be read."""
+    try:
+        return _read_header(path)[1]
+    except CheckpointError:
+        return {}
 
 
 def _check_inputs(dirs: list[Path], out: Path) -> ModelConfig:
