@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import safetensors
 import safetensors.torch
 import torch
 from conftest import tiny_overrides, write_tokenizer
@@ -414,3 +415,26 @@ def test_average_refuses_checkpoints_of_different_models(run, tok_file, capsys, 
     if other in ("shape", "heads"):
         assert "describes another model" in err
     assert not (run.parent / "avg").exists()
+
+
+def test_average_keeps_non_float_tensors_and_averages_floats_exactly(run, tmp_path):
+    """Float tensors are averaged (accumulated in float64); integer and bool tensors are not
+    averaged (a counter of 2**53 + 1 survives, a mask stays a mask): the last one's are kept."""
+    dirs = [run / "step_0000100", run / "step_0000200"]
+    for i, d in enumerate(dirs):
+        path = str(d / "model.safetensors")
+        with safetensors.safe_open(path, framework="pt") as f:
+            metadata = f.metadata()
+        weights = safetensors.torch.load_file(path)
+        weights["counter"] = torch.tensor([2**53 + 1 + i], dtype=torch.int64)
+        weights["mask"] = torch.tensor([True, i == 0])
+        safetensors.torch.save_file(weights, path, metadata=metadata)
+    avg = safetensors.torch.load_file(
+        str(average_checkpoints(dirs, tmp_path / "avg") / "model.safetensors")
+    )
+    assert avg["counter"].tolist() == [2**53 + 2] and avg["mask"].tolist() == [True, False]
+    a, b = (safetensors.torch.load_file(str(d / "model.safetensors")) for d in dirs)
+    for name, value in avg.items():
+        if value.is_floating_point():
+            assert value.dtype == a[name].dtype
+            torch.testing.assert_close(value, ((a[name].double() + b[name]) / 2).float())

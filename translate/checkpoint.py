@@ -521,7 +521,8 @@ def _read_weights(d: Path, ref: dict[str, torch.Tensor], ref_dir: Path) -> dict[
 
 
 def average_checkpoints(dirs: list[Path], out_dir: str | Path) -> Path:
-    """Average the weights of several checkpoints of one model into a new checkpoint dir."""
+    """Average the float weights of several checkpoints of one model (summed in float64) into a
+    new checkpoint dir; integer and bool tensors are the last checkpoint's."""
     if not dirs:
         raise CheckpointError("no checkpoints to average")
     dirs, out_dir = [Path(d) for d in dirs], Path(out_dir)
@@ -532,8 +533,14 @@ def average_checkpoints(dirs: list[Path], out_dir: str | Path) -> Path:
         weights = _read_weights(d, ref, dirs[0])
         ref = ref or weights
         for k, v in weights.items():
-            total[k] = total[k] + v.double() if k in total else v.double()
-    avg = {k: (v / len(dirs)).to(ref[k].dtype) for k, v in total.items()}
+            if not v.is_floating_point():  # counters, masks: the last checkpoint's, not averaged
+                total[k] = v
+            else:
+                total[k] = total[k] + v.double() if k in total else v.double()
+    avg = {
+        k: (v / len(dirs)).to(ref[k].dtype) if v.is_floating_point() else v
+        for k, v in total.items()
+    }
     with atomic_dir(out_dir) as tmp:
         metadata = _metadata((dirs[-1] / TOKENIZER_FILE).read_bytes(), model_cfg)
         safetensors.torch.save_file(avg, str(tmp / MODEL_FILE), metadata=metadata)
