@@ -438,3 +438,11 @@ def test_average_keeps_non_float_tensors_and_averages_floats_exactly(run, tmp_pa
         if value.is_floating_point():
             assert value.dtype == a[name].dtype
             torch.testing.assert_close(value, ((a[name].double() + b[name]) / 2).float())
+
+
+def test_average_refuses_a_checkpoint_given_twice(run, capsys):
+    """`--dirs a a b` would weigh a twice; a trailing slash or a link is the same checkpoint."""
+    a, b = run / "step_0000100", run / "step_0000200"
+    code, err = average(capsys, "--dirs", a, b, f"{a}/", "--out", run / "avg")
+    assert code == 1 and err == f"error: '{a}' is given twice; name each checkpoint once\n"
+    assert not (run / "avg").exists()

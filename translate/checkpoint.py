@@ -472,16 +472,19 @@ def _readable_metadata(path: Path) -> dict[str, str]:
 
 
 def _check_inputs(dirs: list[Path], out: Path) -> ModelConfig:
-    """Complete checkpoints of one model and tokenizer, and an `out` that destroys none of
-    them -> their model config."""
+    """Complete checkpoints of one model and tokenizer, each given once, and an `out` that
+    destroys none of them -> their model config."""
     problem = _out_dir_problem(out, dirs)
     if problem:
         raise CheckpointError(
             f"cannot write the average into '{out}': it {problem}, and writing there would "
             f"delete it; choose a new directory such as '{dirs[-1].parent / f'avg{len(dirs)}'}'"
         )
-    first, model = "", None
+    first, model, seen = "", None, set()
     for d in dirs:
+        if d.resolve() in seen:  # it would count twice in the average
+            raise CheckpointError(f"'{d}' is given twice; name each checkpoint once")
+        seen.add(d.resolve())
         _require(d, MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE)
         sha = _check_tokenizer(d)
         first = first or sha
