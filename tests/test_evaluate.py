@@ -171,6 +171,28 @@ def test_split_with_runs_linked_elsewhere_reads_the_data_beside_the_link(
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["sentences"] == 5
 
 
+@pytest.mark.parametrize("lang", ["de", "en"])
+def test_output_over_the_split_files_is_refused(
+    tiny_checkpoint, tmp_path, monkeypatch, capsys, lang
+):
+    """--split test --output data/d/test.en would replace the references: the next evaluation
+    would score the hypotheses against themselves (BLEU 100)."""
+    root = tmp_path / "project"
+    ckpt = run_with_decoy(tiny_checkpoint, root, root, tmp_path / "elsewhere")
+    monkeypatch.chdir(root)
+    split_file = root / "data" / "d" / f"test.{lang}"
+    before = split_file.read_bytes()
+    args = ["--checkpoint", str(ckpt), "--split", "test", "--beam", "1"]
+    assert main([*args, "--output", f"data/d/test.{lang}"]) == 1
+    err = capsys.readouterr().err
+    name = "source" if lang == "de" else "reference"
+    assert err == (
+        f"error: --output 'data/d/test.{lang}' is the --split test {name} file '{split_file}', "
+        "which the hypotheses would overwrite; give another output file\n"
+    )
+    assert split_file.read_bytes() == before
+
+
 def test_a_tokenizer_that_cannot_download_fails_before_decoding(
     tiny_checkpoint, tmp_path, capsys, monkeypatch
 ):

@@ -90,9 +90,21 @@ def rebased(data: DataConfig, root: Path) -> DataConfig:
     return dataclasses.replace(data, **paths)
 
 
-def read_split(cfg: Config, split: str, root: Path | None = None) -> tuple[list[str], list[str]]:
+def refuse_output_over(output: str | None, what: str, path: str | Path | None) -> None:
+    """ValueError if --output names the input file `path` (described by `what`)."""
+    if same_file(output, None if path is None else str(path)):
+        raise ValueError(
+            f"--output '{output}' is the {what}, which the hypotheses would overwrite; give "
+            "another output file"
+        )
+
+
+def read_split(
+    cfg: Config, split: str, root: Path | None = None, output: str | None = None
+) -> tuple[list[str], list[str]]:
     """Raw source and reference lines of the checkpoint's valid/test data (prepared if missing).
-    Relative data paths start at `root` (the directory training ran in) when known, else here."""
+    Relative data paths start at `root` (the directory training ran in) when known, else here.
+    ValueError if `output` (--output) is one of the two files."""
     from data_prep import DataError, prepare, read_raw_split
 
     data = rebased(cfg.data, root) if root is not None else cfg.data
@@ -107,6 +119,9 @@ def read_split(cfg: Config, split: str, root: Path | None = None) -> tuple[list[
                 f"--split {split} needs the checkpoint's data in '{data_dir}', which could not be "
                 f"prepared ({e}); give --src FILE --ref FILE instead"
             ) from None
+    for lang, name in zip(langs, ("source", "reference"), strict=True):
+        path = data_dir / f"{split}.{lang}"
+        refuse_output_over(output, f"--split {split} {name} file '{path}'", path)
     src, ref = (read_raw_split(data_dir, split, lang) for lang in langs)
     if len(src) != len(ref):
         raise ValueError(f"{data_dir}: {split} has {len(src)} sources but {len(ref)} references")
@@ -147,18 +162,14 @@ def run(args: argparse.Namespace) -> None:
         raise ValueError("give --src FILE --ref FILE, or --split valid|test")
     check_output(args.output)
     for name, path in (("--src", args.src), ("--ref", args.ref)):
-        if same_file(args.output, path):
-            raise ValueError(
-                f"--output '{args.output}' is the {name} file, which the hypotheses would "
-                "overwrite; give another output file"
-            )
+        refuse_output_over(args.output, f"{name} file", path)
     bleu_chrf = metrics(args.tokenize, args.lowercase)  # one that cannot download fails first
     pair = None if args.split else read_pair(args.src, args.ref)  # file errors before model load
     translator = load_translator(args)
     translator.options(**decode_options(args))  # before preparing data or decoding
     if pair is None:
         root = training_root(translator.checkpoint_dir, translator.cfg)
-        pair = read_split(translator.cfg, args.split, root)
+        pair = read_split(translator.cfg, args.split, root, args.output)
     src, refs = pair
     if not src:
         raise ValueError("the test set is empty; nothing to evaluate")
