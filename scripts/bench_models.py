@@ -436,7 +436,7 @@ def exported(model: Transformer, tokenizer_file: Path, tmp: Path) -> list[str]:
     from translate.export import hf_to_ctranslate2, hf_tokenizer, to_marian
 
     to_marian(model).save_pretrained(tmp / "hf")
-    hf_tokenizer(tokenizer_file).save_pretrained(tmp / "hf")
+    hf_tokenizer(tokenizer_file, model.cfg.max_positions).save_pretrained(tmp / "hf")
     hf_to_ctranslate2(tmp / "hf", tmp / "ct2")
     return json.loads((tmp / "ct2" / "shared_vocabulary.json").read_text(encoding="utf-8"))
 

@@ -157,13 +157,28 @@ def test_cli_export_loads_in_transformers(tiny_checkpoint, tmp_path):
     tokenizer.batch_decode(out_ids, skip_special_tokens=True)
 
 
+def test_the_exported_tokenizer_truncates_to_what_the_model_reads(tiny_checkpoint, tmp_path):
+    """tokenizer(text, truncation=True) keeps at most max_positions tokens, ending in </s> (as
+    translate cuts a long line), so generate() does not run past the position table."""
+    transformers = pytest.importorskip("transformers")
+    out = tmp_path / "hf"
+    assert run_cli("--checkpoint", str(tiny_checkpoint), "--to", "hf", str(out)).returncode == 0
+    tokenizer = transformers.AutoTokenizer.from_pretrained(out)
+    marian = transformers.MarianMTModel.from_pretrained(out).eval()
+    max_positions = load_config(tiny_checkpoint / "config.yaml").model.max_positions
+    ids = tokenizer(["Guten Morgen " * max_positions], return_tensors="pt", truncation=True)
+    assert ids.input_ids.shape == (1, max_positions) and ids.input_ids[0, -1] == EOS_ID
+    assert marian.generate(**ids, num_beams=1, max_new_tokens=2).shape[0] == 1
+
+
 def test_the_exported_tokenizer_encodes_as_translate_does(tiny_checkpoint):
     """Cleaning (control characters, surrounding space) and "</s>" as text, like Translator."""
     pytest.importorskip("transformers")
     from translate.export import hf_tokenizer
     from translate.translator import Translator
 
-    hf = hf_tokenizer(tiny_checkpoint / "tokenizer.json")
+    max_positions = load_config(tiny_checkpoint / "config.yaml").model.max_positions
+    hf = hf_tokenizer(tiny_checkpoint / "tokenizer.json", max_positions)
     ours = Translator.load(tiny_checkpoint, device="cpu")
     texts = ["Er sagt </s> und <s> nicht", " Guten Morgen ", "Guten\tMorgen\x07", "\ufeffa\u2028b"]
     texts += ["Ich habe <unk> <extra_3> Hund", "Gu\u0308ten Morgen\r\n", "Emoji 😀 東京"]
@@ -203,7 +218,8 @@ def test_ctranslate2_greedy_equals_ours(tmp_path):
 
     model = random_model()
     to_marian(model).save_pretrained(tmp_path / "hf")
-    hf_tokenizer(write_tokenizer(tmp_path / "tokenizer.json")).save_pretrained(tmp_path / "hf")
+    tokenizer = hf_tokenizer(write_tokenizer(tmp_path / "tokenizer.json"), model.cfg.max_positions)
+    tokenizer.save_pretrained(tmp_path / "hf")
     hf_to_ctranslate2(tmp_path / "hf", tmp_path / "ct2")
     vocab = json.loads((tmp_path / "ct2" / "shared_vocabulary.json").read_text(encoding="utf-8"))
     assert len(vocab) == model.vocab_size  # no row dropped (CTranslate2's OPUS-MT quirk)

@@ -148,9 +148,10 @@ def to_marian(model: Transformer, never: Sequence[int] = NEVER_EMITTED):
     return marian
 
 
-def hf_tokenizer(tokenizer_file: str | Path):
+def hf_tokenizer(tokenizer_file: str | Path, max_positions: int):
     """Our tokenizer.json as a PreTrainedTokenizerFast that cleans text as `translate` does and
-    appends </s> to every source; text such as "</s>" in it stays text."""
+    appends </s> to every source; text such as "</s>" in it stays text. With `truncation=True`
+    a source keeps at most `max_positions` tokens (the model's position table), </s> included."""
     transformers = _require("transformers")
     from tokenizers import Tokenizer, processors
 
@@ -166,6 +167,7 @@ def hf_tokenizer(tokenizer_file: str | Path):
         eos_token="</s>",
         unk_token="<unk>",
         split_special_tokens=True,
+        model_max_length=max_positions,
     )
 
 
@@ -176,7 +178,7 @@ def export_hf(ckpt_dir: str | Path, out_dir: str | Path) -> Path:
     marian = to_marian(model, never_emitted(tokenizer))
     with atomic_dir(out_dir) as tmp:  # a failed export leaves an earlier one as it was
         marian.save_pretrained(tmp)
-        hf_tokenizer(tokenizer_file).save_pretrained(tmp)
+        hf_tokenizer(tokenizer_file, model.cfg.max_positions).save_pretrained(tmp)
     return Path(out_dir)
 
 
