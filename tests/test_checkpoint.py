@@ -446,3 +446,19 @@ def test_average_refuses_a_checkpoint_given_twice(run, capsys):
     code, err = average(capsys, "--dirs", a, b, f"{a}/", "--out", run / "avg")
     assert code == 1 and err == f"error: '{a}' is given twice; name each checkpoint once\n"
     assert not (run / "avg").exists()
+
+
+@pytest.mark.parametrize("export", ["hf", "ctranslate2"])
+def test_an_exported_directory_is_named_as_such(tmp_path, export):
+    """`translate --checkpoint runs/demo/hf` (an export) is not 'an incomplete checkpoint'."""
+    out = tmp_path / export
+    out.mkdir()
+    for name in ("config.json", "tokenizer.json") + (("model.bin",) if export != "hf" else ()):
+        (out / name).write_text("{}")
+    with pytest.raises(CheckpointError) as err:
+        load_model(out)
+    assert str(err.value) == (
+        f"'{out}' holds config.json, not config.yaml: a transformers or CTranslate2 model (as "
+        "`translate export` writes), not a checkpoint; load it with that library, or give the "
+        "checkpoint it was exported from"
+    )

@@ -253,6 +253,12 @@ def _require(ckpt_dir: Path, *names: str) -> None:
                     f"'{ckpt_dir}' is a run directory, not a checkpoint; give "
                     + " or ".join(f"'{ckpt_dir / n}'" for n in inside)
                 )
+            if (ckpt_dir / "config.json").is_file() and not (ckpt_dir / CONFIG_FILE).is_file():
+                raise CheckpointError(
+                    f"'{ckpt_dir}' holds config.json, not {CONFIG_FILE}: a transformers or "
+                    "CTranslate2 model (as `translate export` writes), not a checkpoint; load it "
+                    "with that library, or give the checkpoint it was exported from"
+                )
             raise CheckpointError(f"checkpoint '{ckpt_dir}' has no {name}; it is incomplete")
 
 
