@@ -199,6 +199,21 @@ def test_crash_between_renames_is_recovered(tok_file, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
 
 
+def test_a_folder_that_cannot_be_written_is_named_not_the_hidden_temp_dir(tmp_path, monkeypatch):
+    """A read-only output folder (root cannot make one, so mkdir is made to refuse)."""
+    mkdir = Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if ".tmp-" in self.name:
+            raise PermissionError(13, "Permission denied", str(self))
+        return mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    with pytest.raises(OSError) as refused, atomic_dir(tmp_path / "avg5"):
+        pass
+    assert str(refused.value) == f"[Errno 13] Permission denied: '{tmp_path / 'avg5'}'"
+
+
 def test_a_half_deleted_leftover_is_neither_put_back_nor_in_the_way(tok_file, tmp_path):
     """A kill while atomic_dir removed the replaced copy leaves it half deleted (and newer): it is
     never put back, a later save by a process with the same pid is not blocked by it, and

@@ -88,11 +88,14 @@ def _umask() -> int:
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield a temp dir to fill; on success it atomically replaces `target`; on error it is gone."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
     old = target.parent / f".{target.name}.old-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    except OSError as e:  # e.g. a read-only folder: name the target, not the hidden temp dir
+        raise OSError(e.errno, e.strerror, str(target)) from e
     try:
         yield tmp
         mode = 0o666 & ~_umask()  # as open() would make them; safetensors writes 0600
