@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -12,6 +11,16 @@ from pathlib import Path
 from data_prep import DataError, load_split, prepare
 from data_prep.batching import padding_efficiency, token_batches
 from translate.config import ConfigError, add_config_args, load_config
+
+
+def peak_memory_mb() -> float | None:
+    """This process's peak resident memory in MB; None on Windows, which has no `resource`."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB, but bytes on macOS
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def summary(data_dir: Path, max_tokens: int, seconds: float, reused: bool) -> str:
@@ -34,8 +43,9 @@ def summary(data_dir: Path, max_tokens: int, seconds: float, reused: bool) -> st
     src, tgt = train.src_lens + 1, train.tgt_lens + 1  # + eos / bos, as the trainer sees them
     eff = padding_efficiency(token_batches(src, tgt, max_tokens, seed=1, epoch=0), src, tgt)
     lines.append(f"  padding efficiency at train.max_tokens={max_tokens}: {eff:.1%}")
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    lines.append(f"  {seconds:.1f} s, peak memory {peak_mb:,.0f} MB")
+    peak_mb = peak_memory_mb()
+    memory = f", peak memory {peak_mb:,.0f} MB" if peak_mb is not None else ""
+    lines.append(f"  {seconds:.1f} s{memory}")
     return "\n".join(lines)
 
 

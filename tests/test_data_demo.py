@@ -63,3 +63,23 @@ def test_cli_prints_summary_and_errors(tmp_path):
         assert proc.returncode == 1
         assert proc.stderr.strip().startswith("error: ") and "Traceback" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_cli_runs_without_resource_module_and_reads_macos_bytes(monkeypatch):
+    """Windows has no `resource` (the summary leaves peak memory out); macOS's ru_maxrss is in
+    bytes, Linux's in KiB."""
+    import importlib
+    import types
+
+    import data_prep.__main__ as cli
+
+    monkeypatch.setitem(sys.modules, "resource", None)  # `import resource` raises ImportError
+    cli = importlib.reload(cli)
+    assert cli.peak_memory_mb() is None
+    usage = types.SimpleNamespace(ru_maxrss=3 * 2**20)
+    fake = types.SimpleNamespace(RUSAGE_SELF=0, getrusage=lambda who: usage)
+    monkeypatch.setitem(sys.modules, "resource", fake)
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert cli.peak_memory_mb() == 3.0
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert cli.peak_memory_mb() == 3 * 1024
