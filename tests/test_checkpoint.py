@@ -477,3 +477,35 @@ def test_an_exported_directory_is_named_as_such(tmp_path, export):
         "`translate export` writes), not a checkpoint; load it with that library, or give the "
         "checkpoint it was exported from"
     )
+
+
+def test_save_on_windows_fsyncs_files_through_writable_handles(tok_file, tmp_path, monkeypatch):
+    """Windows' os.open refuses a directory (EACCES) and its fsync needs a handle open for
+    writing (EBADF otherwise): checkpoint.py's own `os` behaves so here; saves still work."""
+    import errno
+    import types
+
+    from translate import checkpoint
+
+    writable: dict[int, bool] = {}
+
+    def win_open(path, flags, *args, **kwargs):
+        if Path(path).is_dir():
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        fd = os.open(path, flags, *args, **kwargs)
+        writable[fd] = bool(flags & (os.O_WRONLY | os.O_RDWR))
+        return fd
+
+    def win_fsync(fd):
+        if not writable.get(fd):
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        os.fsync(fd)
+
+    win_os = types.SimpleNamespace(**{**vars(os), "name": "nt", "open": win_open})
+    win_os.fsync = win_fsync
+    monkeypatch.setattr(checkpoint, "os", win_os)
+    model, cfg = tiny_model()
+    save_checkpoint(tmp_path / "last", model, cfg, tok_file, trainer_state(1))
+    save_checkpoint(tmp_path / "last", model, cfg, tok_file, trainer_state(2))  # a replace
+    assert load_trainer_state(tmp_path / "last")["step"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]

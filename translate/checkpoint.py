@@ -71,7 +71,12 @@ class CheckpointError(ValueError):
 
 
 def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    """Flush a file, or a directory's entries, to disk. Windows flushes only a handle open for
+    writing and opens no directory with os.open (NTFS journals the renames itself)."""
+    windows = os.name == "nt"
+    if windows and path.is_dir():
+        return
+    fd = os.open(path, os.O_RDWR if windows else os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
