@@ -80,6 +80,21 @@ def test_bad_values_name_the_key(override, words):
     assert all(w in str(e.value) for w in words)
 
 
+@pytest.mark.parametrize(
+    "value, what",
+    [
+        ("/data/Gr\udcfc\udcdfe", "special characters are not allowed"),  # argv in Latin-1
+        ("[x", "expected ',' or ']'"),
+    ],
+)
+def test_set_value_yaml_cannot_read_is_one_line(value, what):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [f"data.dir={value}"])
+    assert str(e.value).startswith(f"--set data.dir: '{value}' is not a YAML value (")
+    assert what in str(e.value)
+    assert "\n" not in str(e.value)
+
+
 def test_yaml_on_off_read_as_words():
     assert load_config(None, ["train.compile=off"]).train.compile == "off"
     assert load_config(None, ["train.compile=on"]).train.compile == "on"

@@ -165,7 +165,15 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         keys = path.strip().split(".")
         if not sep or len(keys) != 2 or not all(keys):
             raise ConfigError(f"--set expects section.key=value, got '{item}'")
-        parsed = yaml.load(value, Loader=UniqueKeyLoader) if value.strip() else ""
+        try:
+            parsed = yaml.load(value, Loader=UniqueKeyLoader) if value.strip() else ""
+        except yaml.YAMLError as e:  # e.g. undecodable bytes in a path
+            what = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(
+                f"--set {path.strip()}: '{value}' is not a YAML value ({what}); quote text "
+                "with YAML syntax, and rename or link a folder whose name is not in this "
+                "system's encoding"
+            ) from None
         raw.setdefault(keys[0], {})
         if not isinstance(raw[keys[0]], dict):
             raise ConfigError(f"config key '{keys[0]}' must be a section")
