@@ -454,3 +454,24 @@ def test_running_out_of_memory_says_what_to_lower(capsys, error):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.splitlines()) == 1
     assert "(try a smaller --batch-tokens or --beam)" in err
+
+
+def test_interactive_speaks_the_terminals_encoding(monkeypatch, capsys):
+    """A Latin-1 terminal (de_DE.ISO-8859-1): typed umlauts reach the model, and a translation
+    the terminal cannot show gets '?' instead of ending the session."""
+    seen = []
+
+    class Echo:
+        def translate(self, lines, n_best, **options):
+            seen.extend(lines)
+            return ["“Greetings” from Köln" for _ in lines]
+
+    typed = io.BytesIO("Grüße aus Köln\n".encode("latin-1"))
+    shown = io.BytesIO()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(typed, encoding="latin-1"))
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(shown, encoding="latin-1"))
+    cli.interactive(Echo(), cli.build_parser().parse_args([]))
+    sys.stdout.flush()
+    assert seen == ["Grüße aus Köln"]
+    assert shown.getvalue().decode("latin-1") == "?Greetings? from Köln\n"
+    assert "warning" not in capsys.readouterr().err

@@ -13,6 +13,7 @@ a bad checkpoint or option prints one `error: ...` line and exits 1.
 from __future__ import annotations
 
 import argparse
+import codecs
 import collections
 import contextlib
 import io
@@ -317,9 +318,15 @@ def run(args: argparse.Namespace) -> None:
 
 
 def interactive(translator: Translator, args: argparse.Namespace) -> None:
-    """Typed at a terminal: translate each line as soon as it is entered."""
+    """Typed at a terminal: translate each line as soon as it is entered, in the terminal's
+    encoding (UTF-8 on most, and on Windows' console; Latin-1 under de_DE.ISO-8859-1)."""
     print("Type German sentences, one per line (Ctrl-D to quit).", file=sys.stderr)
+    encoding = codecs.lookup(sys.stdin.encoding or "utf-8").name
+    with contextlib.suppress(AttributeError):  # a stdout without reconfigure()
+        sys.stdout.reconfigure(errors="replace")  # '?' for what the terminal cannot show
     for raw in sys.stdin.buffer:
+        if encoding not in ("utf-8", "ascii"):  # ascii: a C locale, on what is most likely UTF-8
+            raw = raw.decode(encoding, "replace").encode("utf-8")
         results = translator.translate(
             read_lines(raw, "input"), n_best=args.n_best, **decode_options(args)
         )
