@@ -10,6 +10,7 @@ from pathlib import Path
 
 from data_prep import DataError, load_split, prepare
 from data_prep.batching import padding_efficiency, token_batches
+from translate import tolerant_stdout
 from translate.config import ConfigError, add_config_args, load_config
 
 
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_prep", description=__doc__)
     add_config_args(parser, required=True)
     args = parser.parse_args(argv)
+    tolerant_stdout()
     start = time.time()
     try:
         cfg = load_config(args.config, args.set)

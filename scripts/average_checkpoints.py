@@ -15,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
+from translate import tolerant_stdout  # noqa: E402
 from translate.checkpoint import CheckpointError, average_checkpoints, step_checkpoints  # noqa: E402
 
 
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         help="output checkpoint dir, e.g. RUN/avg5: a new one, or an earlier average to replace",
     )
     args = parser.parse_args(argv)
+    tolerant_stdout()
     try:
         dirs = checkpoint_dirs(args)
         out = average_checkpoints(dirs, args.out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -83,3 +84,16 @@ def test_cli_runs_without_resource_module_and_reads_macos_bytes(monkeypatch):
     assert cli.peak_memory_mb() == 3.0
     monkeypatch.setattr(sys, "platform", "linux")
     assert cli.peak_memory_mb() == 3 * 1024
+
+
+def test_cli_prints_a_path_stdouts_encoding_lacks(tmp_path):
+    """Windows writes a redirected stdout in its ANSI code page (cp1252 here), which has no 'Ł':
+    the summary escapes it rather than ending in a UnicodeEncodeError."""
+    out = tmp_path / "Łódź"
+    cmd = [sys.executable, "-m", "data_prep", "--config", "configs/demo.yaml"]
+    cmd += ["--set", f"data.dir={out}", "--set", "data.demo_pairs=2000"]
+    env = {**os.environ, "PYTHONIOENCODING": "cp1252"}
+    proc = subprocess.run(cmd, capture_output=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    shown = str(out).encode("cp1252", "backslashreplace").decode("cp1252")  # ...\\u0141ód\\u017a
+    assert f"data: {shown} (" in proc.stdout.decode("cp1252")

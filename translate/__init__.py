@@ -1,6 +1,7 @@
 """German->English Transformer NMT: model, training, search, CLI and evaluation."""
 
 import argparse
+import contextlib
 import ctypes
 import os
 import sys
@@ -48,6 +49,14 @@ _keep_freed_memory()
 # failing (tqdm, isatty) or, through print(file=None), into the translations on stdout.
 if sys.stderr is None:
     sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+
+
+def tolerant_stdout() -> None:
+    """For the entry points: what stdout's encoding lacks is printed as a \\u escape, not raised
+    as UnicodeEncodeError (Windows writes a redirected stdout in its ANSI code page, cp1252 for
+    one, which has no 'Ł' of a train.out_dir)."""
+    with contextlib.suppress(AttributeError):  # a stdout without reconfigure() (replaced)
+        sys.stdout.reconfigure(errors="backslashreplace")
 
 
 def version() -> str:

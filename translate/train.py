@@ -41,6 +41,7 @@ from data_prep import (
     token_batches,
 )
 from data_prep.tokenizer import tokenizer_file
+from translate import tolerant_stdout
 from translate.checkpoint import (
     STATE_FILE,
     CheckpointError,
@@ -693,6 +694,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_config_args(parser)
     args = parser.parse_args(argv)
+    tolerant_stdout()
     if args.config is None and int(os.environ.get("RANK", 0)) == 0:
         print(
             "note: no --config, so the built-in defaults (the base model on the demo corpus, "
