@@ -43,7 +43,7 @@ ONEDNN_AVX512 = ONEDNN_X86 and torch.backends.cpu.get_cpu_capability() == "AVX51
 def cpuinfo(field: str) -> str | None:
     """The value of the first `field` line of /proc/cpuinfo; None where there is no such file."""
     try:
-        with open("/proc/cpuinfo") as f:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             line = next((line for line in f if line.startswith(field)), "")
     except OSError:
         return None

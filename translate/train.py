@@ -256,7 +256,9 @@ class Trainer:
         """48 bits of the sha256 of tokenizer.json and the split sizes of manifest.json."""
         splits = {}
         with contextlib.suppress(OSError, ValueError, AttributeError):
-            manifest = json.loads((Path(self.data_dir) / "manifest.json").read_text())
+            manifest = json.loads(
+                (Path(self.data_dir) / "manifest.json").read_text(encoding="utf-8")
+            )
             splits = manifest.get("splits", {})
         text = self.tokenizer_json + json.dumps(splits, sort_keys=True).encode()
         return int.from_bytes(hashlib.sha256(text).digest()[:6], "big")
