@@ -28,6 +28,7 @@ from data_prep import DataError, collate
 from translate.config import load_config
 from translate.distributed import Dist
 from translate.model import Transformer
+from translate.runlog import Interval
 from translate.step import train_step
 from translate.stopping import Stops
 from translate.train import Trainer, TrainingError
@@ -343,7 +344,7 @@ def rank_0_failure_worker(rank: int, init_file: str, root: str, stage: str) -> N
     run = Trainer.__new__(Trainer)  # no __init__: only what _prepare and _validate read
     run.cfg = load_config(None, tiny_overrides(Path(root), Path(root) / "run"))
     run.env, run.device, run.out = Dist(rank, WORLD), torch.device("cpu"), Path(root)
-    run.step, run.interval_start = 2, 0.0
+    run.step, run.interval = 2, Interval(run.device, WORLD)
     run.model = run.valid = run.refs = run.tokenizer = run.amp_dtype = None
     error = DataError("no network") if stage == "prepare" else torch.cuda.OutOfMemoryError("OOM")
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import math
 
-from translate.runlog import RunLog
+import torch
+
+from translate.runlog import Interval, RunLog
 
 
 def records(log: RunLog) -> list[dict]:
@@ -48,3 +50,30 @@ def test_truncate_keeps_the_records_up_to_a_step_and_drops_a_line_cut_short(tmp_
     assert records(log)[-1] == {"step": 2, "loss": 2.0, "valid_loss": 2.5}
     assert log.truncate(0) == 2 and records(log) == []
     assert RunLog(tmp_path / "none").truncate(0) == 0  # no log yet
+
+
+def test_an_interval_sums_the_updates_made_and_goes_on_from_its_saved_totals():
+    cpu = torch.device("cpu")
+    interval = Interval(cpu, world=1)
+    interval.add(torch.tensor(6.0), torch.tensor(True), 3)
+    interval.add(torch.tensor(math.inf), torch.tensor(False), 4)  # skipped: no loss, its tokens
+    sums = interval.totals()
+    assert (sums["nll"], sums["loss_tokens"], sums["tokens"], sums["skipped"]) == (6.0, 3, 7, 1)
+    resumed = Interval(cpu, world=1)
+    resumed.restore(sums)
+    for rest in (interval, resumed):
+        rest.add(torch.tensor(2.0), torch.tensor(True), 1)
+    got, want = resumed.totals(), interval.totals()
+    assert got.pop("seconds") >= sums["seconds"] and want.pop("seconds") >= sums["seconds"]
+    assert got == want == {"nll": 8.0, "loss_tokens": 4, "tokens": 8, "skipped": 1}
+
+
+def test_the_streak_of_skipped_updates_runs_across_log_records():
+    interval, bad = Interval(torch.device("cpu"), world=1), torch.tensor(False)
+    for _ in range(3):
+        interval.add(torch.tensor(0.0), bad, 1)
+    interval.reset()  # a log record
+    interval.add(torch.tensor(0.0), bad, 1)
+    assert interval.streak.item() == 4 and interval.totals()["skipped"] == 1
+    interval.add(torch.tensor(1.0), torch.tensor(True), 1)
+    assert interval.streak.item() == 0

@@ -23,6 +23,7 @@ from data_prep import DataError, prepare
 from translate.checkpoint import CheckpointError, checkpoint_info
 from translate.config import ConfigError, load_config
 from translate.distributed import Dist
+from translate.runlog import Interval
 from translate.step import lr_at
 from translate.stopping import Stops
 from translate.train import Trainer
@@ -513,19 +514,13 @@ def test_autocast_precisions_train_and_resume_on_cpu(tiny_cfg, precision, capsys
 def test_an_update_skipped_on_another_rank_counts_as_skipped_under_fp16():
     """train_step's flag is what all ranks agreed on; fp16 must not trust this rank's finite loss
     over it (the logged loss would hold a skipped update, skipped_updates would miss it)."""
-    zero = lambda: torch.zeros(())  # noqa: E731
-    run = SimpleNamespace(nll_sum=zero(), loss_tok=zero(), bad_streak=zero(), bad_total=zero())
-    run.tok_sum, run.scaler, run.step = 0, object(), 1
+    run = SimpleNamespace(interval=Interval(torch.device("cpu"), 1), scaler=object(), step=1)
     run.device, run.env = torch.device("cpu"), SimpleNamespace(world=2)
     Trainer._record(
         run, (torch.tensor(3.0), torch.tensor(1.0), torch.tensor(False)), 0.1, [(0,) * 3 + (5,)]
     )
-    assert (run.bad_total.item(), run.nll_sum.item(), run.loss_tok.item(), run.tok_sum) == (
-        1,
-        0,
-        0,
-        5,
-    )
+    sums = run.interval.totals()
+    assert (sums["skipped"], sums["nll"], sums["loss_tokens"], sums["tokens"]) == (1, 0, 0, 5)
 
 
 def test_a_skipped_update_leaves_the_logged_loss_finite(tiny_cfg, monkeypatch):

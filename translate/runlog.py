@@ -1,5 +1,5 @@
-"""A run's log: `{out_dir}/log.jsonl`, one JSON object per logged step, and `curves.png` drawn
-from it at each validation."""
+"""A run's log: `{out_dir}/log.jsonl`, one JSON object per logged step, `curves.png` drawn from
+it at each validation, and the sums a record reports for the updates since the one before."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ import contextlib
 import json
 import math
 import os
+import time
 from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
 
 
 class RunLog:
@@ -52,6 +57,56 @@ class RunLog:
         tmp = self.path.with_name(f".{self.path.name}.tmp")  # a kill while writing keeps the old
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, self.path)
+
+
+class Interval:
+    """The updates since the last log record: the NLL and target tokens of those made, the target
+    tokens of all (for tokens/s), how many were skipped, and how many in a row (kept across
+    records). Tensors, so that adding an update never waits for the GPU."""
+
+    def __init__(self, device: torch.device, world: int):
+        self.device, self.world = device, world
+        self.streak = torch.zeros((), device=device)
+        self.reset()
+
+    def reset(self) -> None:
+        zeros = [torch.zeros((), device=self.device) for _ in range(3)]
+        self.nll, self.loss_tokens, self.skipped = zeros  # loss_tokens: the target tokens of nll
+        self.tokens, self.start = 0, time.time()
+
+    def add(self, nll: Tensor, finite: Tensor, tokens: int) -> Tensor:
+        """One update: its summed NLL, whether it was made (agreed by all ranks), its target
+        tokens -> 1.0 if it was skipped (a tensor)."""
+        bad = (~finite).float()
+        self.streak, self.skipped = (self.streak + 1) * bad, self.skipped + bad
+        self.nll += torch.where(finite, nll, 0.0)  # the loss is of the updates made
+        self.loss_tokens += (1 - bad) * tokens
+        self.tokens += tokens
+        return bad
+
+    def totals(self) -> dict:
+        """The sums over all ranks (skipped updates are the same on every rank) and the seconds
+        so far; saved with a checkpoint, so that a run resumed between log steps logs what an
+        unbroken one would."""
+        tokens = torch.tensor(float(self.tokens), device=self.device)
+        sums = torch.stack([self.nll, self.loss_tokens, tokens])
+        if self.world > 1:
+            dist.all_reduce(sums)
+        nll, loss_tokens, tokens = sums.tolist()
+        return {
+            "nll": nll,
+            "loss_tokens": int(loss_tokens),
+            "tokens": int(tokens),
+            "seconds": time.time() - self.start,
+            "skipped": int(self.skipped.item()),
+        }
+
+    def restore(self, saved: dict) -> None:
+        """Go on from totals() saved by the run resumed (on one rank: they are all ranks' sums)."""
+        self.nll += saved["nll"]
+        self.loss_tokens += saved.get("loss_tokens", saved["tokens"])
+        self.tokens, self.skipped = saved["tokens"], self.skipped + saved["skipped"]
+        self.start -= saved["seconds"]
 
 
 def plot_curves(log_file: Path, png: Path) -> None:

@@ -70,7 +70,7 @@ from translate.config import (
 )
 from translate.distributed import setup_distributed
 from translate.model import Transformer
-from translate.runlog import RunLog
+from translate.runlog import Interval, RunLog
 from translate.step import (
     Batch,
     build_optimizer,
@@ -134,6 +134,7 @@ class Trainer:
         self.env, self.device = setup_distributed(tc.device)
         self.out, self.bar = Path(tc.out_dir), None
         self.log = RunLog(self.out)  # written by rank 0
+        self.interval = Interval(self.device, self.env.world)  # what the next record sums up
         self.stops = Stops(tc, self.env, self.device, self.say)
         if self.out.exists() and not self.out.is_dir():
             raise ConfigError(f"train.out_dir '{self.out}' is a file; give a directory path")
@@ -416,18 +417,14 @@ class Trainer:
             dynamic_ncols=True,
             mininterval=0.1 if sys.stderr.isatty() else 10,  # a log file: a redraw every 10 s
         )
-        self._reset_interval()
+        self.interval.reset()
         # the last update's lr and gradient norm, which a record logged before the next one shows
         self.lr = self._lr()
         self.grad_norm = torch.tensor(math.nan)
         if self.saved_interval and self.env.main:  # a resume between log steps: as if unbroken
-            interval = self.saved_interval
-            self.nll_sum += interval["nll"]
-            self.loss_tok += interval.get("loss_tokens", interval["tokens"])
-            self.tok_sum, self.bad_total = interval["tokens"], self.bad_total + interval["skipped"]
-            self.interval_start -= interval["seconds"]
-            if interval.get("grad_norm") is not None:
-                self.grad_norm = torch.tensor(interval["grad_norm"])
+            self.interval.restore(self.saved_interval)
+            if self.saved_interval.get("grad_norm") is not None:
+                self.grad_norm = torch.tensor(self.saved_interval["grad_norm"])
         try:
             while (reason := self.stops.reason(self.step, self.batches.current_epoch)) is None:
                 micro = [self.batches.next() for _ in range(self.accum)]
@@ -447,13 +444,6 @@ class Trainer:
             self.bar.close()
             for s, handler in old.items():
                 signal.signal(s, handler)
-
-    def _reset_interval(self) -> None:
-        self.nll_sum, self.tok_sum = torch.zeros((), device=self.device), 0
-        self.loss_tok = torch.zeros((), device=self.device)  # target tokens of nll_sum
-        self.bad_streak = torch.zeros((), device=self.device)
-        self.bad_total = torch.zeros((), device=self.device)
-        self.interval_start = time.time()
 
     def _lr(self) -> float:
         """lr_at(self.step) with this run's schedule."""
@@ -486,21 +476,16 @@ class Trainer:
     def _record(self, result: tuple[Tensor, Tensor, Tensor], lr: float, micro: list[Batch]) -> None:
         """Add the update to the log interval's sums (tensors: no host sync on CUDA)."""
         nll, self.grad_norm, finite = result
-        ntok = sum(b[3] for b in micro)
-        self.tok_sum += ntok
         self.lr = lr
-        bad = (~finite).float()
-        self.bad_streak, self.bad_total = (self.bad_streak + 1) * bad, self.bad_total + bad
-        self.nll_sum += torch.where(finite, nll, 0.0)  # the loss is of the updates made
-        self.loss_tok += (1 - bad) * ntok
+        bad = self.interval.add(nll, finite, sum(b[3] for b in micro))
         if self.device.type == "cpu" and self.env.world == 1 and bad.item():
             self.say(f"step {self.step}: non-finite loss or gradient, update skipped")
             self._check_streak()
 
     def _check_streak(self) -> None:
-        if self.bad_streak.item() >= 5:
+        if (streak := int(self.interval.streak.item())) >= 5:
             raise TrainingError(
-                f"loss or gradient non-finite for {int(self.bad_streak.item())} updates in a "
+                f"loss or gradient non-finite for {streak} updates in a "
                 f"row (step {self.step}); lower train.lr_scale, set train.clip_norm=1.0, or use "
                 "train.precision=fp32"
             )
@@ -523,19 +508,19 @@ class Trainer:
     def _interval_metrics(self) -> dict:
         """Per-token NLL, perplexity, lr, tokens/s (all ranks) since the last log step."""
         if self.env.world > 1:  # the longest streak of any rank: all ranks stop together
-            dist.all_reduce(self.bad_streak, op=dist.ReduceOp.MAX)
+            dist.all_reduce(self.interval.streak, op=dist.ReduceOp.MAX)
         self._check_streak()
-        nll, loss_tokens, ntok, seconds = self._interval_totals()
-        loss = nll / loss_tokens if loss_tokens else math.nan  # nan: every update was skipped
+        sums = self.interval.totals()
+        loss = sums["nll"] / sums["loss_tokens"] if sums["loss_tokens"] else math.nan  # all skipped
         metrics = {
             "loss": loss,
             "ppl": math.exp(min(loss, 50.0)),
             "lr": self.lr,
-            "tokens_per_s": ntok / max(seconds, 1e-9),
+            "tokens_per_s": sums["tokens"] / max(sums["seconds"], 1e-9),
             "grad_norm": self.grad_norm.item(),
         }
-        if self.bad_total.item():
-            metrics["skipped_updates"] = int(self.bad_total.item())
+        if sums["skipped"]:
+            metrics["skipped_updates"] = sums["skipped"]
         left = self.stops.seconds_left(self.step)
         self.bar.set_postfix(
             loss=f"{loss:.3f}",
@@ -544,9 +529,8 @@ class Trainer:
             eta="?" if left is None else self.bar.format_interval(left),
             refresh=False,
         )
-        streak = self.bad_streak
-        self._reset_interval()
-        self.bad_streak, self.logged_step = streak, self.step
+        self.interval.reset()
+        self.logged_step = self.step
         return metrics
 
     def _validate(self) -> dict:
@@ -559,7 +543,7 @@ class Trainer:
                 metrics = self._validate_here()
             except Exception as e:  # shared, then raised again here
                 error = e
-            self.interval_start += time.time() - start  # keep tokens/s about training
+            self.interval.start += time.time() - start  # keep tokens/s about training
         self.valid_step = self.step
         self._stop_together(error, f"could not validate or write {self.out / 'best'}")
         return metrics
@@ -597,7 +581,8 @@ class Trainer:
         if self.env.world > 1:
             rngs = [None] * self.env.world
             dist.all_gather_object(rngs, rng_state())
-        interval = self._interval_so_far()
+        interval = self.interval.totals()
+        interval["grad_norm"] = float(self.grad_norm) if interval["tokens"] else None  # as logged
         error = None
         if self.env.main:
             try:
@@ -622,25 +607,6 @@ class Trainer:
     def _save_checkpoint(self, path: Path, state: dict | None = None, info: dict | None = None):
         info = {"step": str(self.step), **(info or {})}
         save_checkpoint(path, self.model, self.cfg, self.tokenizer_json, state, info)
-
-    def _interval_totals(self) -> tuple[float, int, int, float]:
-        """The log interval's NLL and its target tokens (updates made), the target tokens of all
-        updates (skipped ones too), summed over all ranks, and the interval's seconds."""
-        tokens = torch.tensor(float(self.tok_sum), device=self.device)
-        sums = torch.stack([self.nll_sum, self.loss_tok, tokens])
-        if self.env.world > 1:
-            dist.all_reduce(sums)
-        nll, loss_tokens, tokens = sums.tolist()
-        return nll, int(loss_tokens), int(tokens), time.time() - self.interval_start
-
-    def _interval_so_far(self) -> dict:
-        """The log interval's totals, saved so that a run resumed between log steps logs the
-        same loss at the next one (skipped updates are the same on every rank)."""
-        nll, loss_tokens, tokens, seconds = self._interval_totals()
-        skipped = int(self.bad_total.item())
-        grad_norm = float(self.grad_norm) if tokens else None  # of the last update, as logged
-        interval = {"nll": nll, "loss_tokens": loss_tokens, "tokens": tokens, "seconds": seconds}
-        return {**interval, "skipped": skipped, "grad_norm": grad_norm}
 
     def _trainer_state(self, rngs: list[dict], interval: dict) -> dict:
         return {
