@@ -103,6 +103,29 @@ def test_cached_decoding_equals_full_recomputation(pre_norm):
     torch.testing.assert_close(torch.stack(steps, dim=1), full, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("pre_norm", [False, True])
+def test_cached_cross_attention_equals_full_recomputation(pre_norm):
+    """decode_step's attention weights (the coverage penalty's p_ij) are the last decoder
+    layer's cross-attention averaged over heads: softmax(q k^T / sqrt(Dh)) recomputed from the
+    teacher-forced pass's inputs to that layer's encoder_attn, padding masked out."""
+    model, src, tgt = tiny(pre_norm), rand_ids(3, 7), rand_ids(3, 6)
+    src[0, 4:], src[2, 6:] = 0, 0
+    inputs = []
+    hook = model.decoder.layers[-1].encoder_attn.register_forward_pre_hook(
+        lambda module, args: inputs.append(args)
+    )
+    with torch.no_grad():
+        model(src, tgt)
+        hook.remove()
+        (h, (k, _), mask), attn = inputs[0][:3], model.decoder.layers[-1].encoder_attn
+        q = attn.heads(h, attn.q_proj)  # (B, H, T, Dh)
+        scores = (q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))).masked_fill(~mask, -math.inf)
+        want = scores.softmax(dim=-1).mean(dim=1)  # (B, T, S)
+        state = model.init_state(*model.encode(src))
+        got = [model.decode_step(tgt[:, t], state, need_attn=True)[1] for t in range(6)]
+    torch.testing.assert_close(torch.stack(got, dim=1), want, atol=1e-5, rtol=1e-5)
+
+
 def test_state_reorder_selects_beams_and_sentences():
     model = tiny()
     src, tgt = rand_ids(3, 5), rand_ids(3, 4)
