@@ -274,3 +274,74 @@ def test_max_lengths_is_exact_where_a_times_length_is_an_integer():
     assert max_lengths(model, src[1:2], 1.4, 0).tolist() == [63]
     assert max_lengths(model, src, 1.0, 2).tolist() == [27, 47, 7]
     assert max_lengths(model, src, 2.0, 50).tolist() == [63, 63, 60]  # within max_positions 64
+
+
+def test_stop_exact_returns_what_decoding_to_the_length_limit_returns(monkeypatch):
+    """stop="exact" drops a sentence only once no live hypothesis can enter its n-best: the same
+    n-best lists and scores as decoding every sentence to its length limit, with the coverage
+    penalty on too (cp only rises towards 0 as a hypothesis grows; the bound takes cp <= 0). The
+    other rules never find a better best; "current" misses one here (alpha 2)."""
+    model, K = tiny(vocab=10, seed=1), 4
+    project = model.logits
+    model.logits = lambda *a: project(*a) + 4.0 * F.one_hot(torch.tensor(EOS), 10)  # type: ignore
+    src = sources(10, [2, 7, 4, 1], seed=1)
+    fed = [0]  # decoder rows fed, per search
+    decode_step = Transformer.decode_step
+
+    def counted(self, tokens, *args, **kwargs):
+        fed[-1] += tokens.numel()
+        return decode_step(self, tokens, *args, **kwargs)
+
+    def to_the_limit(threshold, new_cum, step, max_len, *args):
+        return max_len <= step
+
+    monkeypatch.setattr(Transformer, "decode_step", counted)
+    missed = 0  # searches where stop="current" returned other hypotheses than "exact"
+    for alpha, beta, n_best in [(2.0, 0.5, 2), (1.0, 0.0, 3), (0.0, 1.0, 4)]:
+        opts = dict(beam=K, alpha=alpha, beta=beta, max_len_b=6, n_best=n_best)
+        others = [beam_search(model, src, stop=stop, **opts) for stop in ("current", "early")]
+        fed.append(0)
+        exact = beam_search(model, src, stop="exact", **opts)
+        with monkeypatch.context() as m:
+            m.setattr(translate.search, "finished_bound", to_the_limit)
+            fed.append(0)
+            limit = beam_search(model, src, **opts)
+        assert fed[-2] < fed[-1]  # exact dropped some sentences before their limit
+        for e, full, *other in zip(exact, limit, *others, strict=True):
+            assert [t for t, _ in e] == [t for t, _ in full]
+            assert [s for _, s in e] == pytest.approx([s for _, s in full], abs=1e-6)
+            assert all(o[0][1] <= e[0][1] + 1e-6 for o in other)
+        missed += others[0] != exact
+    assert missed
+
+
+@pytest.mark.parametrize("stop", STOPS)
+def test_a_search_space_smaller_than_n_best_is_returned_whole(stop):
+    """With at most 1 word from 2, only 3 hypotheses exist: n_best 5 returns exactly those 3,
+    best first, with the oracle's scores (the 1-word ones reach the limit: eos is forced)."""
+    model = tiny(vocab=6, seed=1)
+    src = sources(6, [3, 1], seed=2)
+    found = beam_search(
+        model, src, beam=6, alpha=0.6, beta=0.3, max_len_a=0, max_len_b=1, n_best=5, stop=stop
+    )
+    for row, hyps in zip(src, found, strict=True):
+        every = ([], [4], [5])
+        oracle = sorted(((gnmt_score(model, row, s, 0.6, 0.3), s) for s in every), reverse=True)
+        assert [toks for toks, _ in hyps] == [s for _, s in oracle]
+        assert [score for _, score in hyps] == pytest.approx([s for s, _ in oracle], abs=1e-4)
+
+
+def test_long_hypotheses_score_as_recomputed():
+    """Hypotheses longer than the self-attention cache's first allocation (16 steps), after the
+    first step's one row per sentence grew to K: every reported score is the GNMT formula."""
+    model = tiny(vocab=40, seed=4)
+    project = model.logits
+    model.logits = lambda *a: project(*a) - 3.0 * F.one_hot(torch.tensor(EOS), 40)  # type: ignore
+    src = sources(40, [3, 1], seed=5)
+    found = beam_search(
+        model, src, beam=3, alpha=0.6, beta=0.3, max_len_a=0, max_len_b=18, n_best=2
+    )
+    assert max(len(toks) for hyps in found for toks, _ in hyps) > 16
+    for row, hyps in zip(src, found, strict=True):
+        for toks, score in hyps:
+            assert score == pytest.approx(gnmt_score(model, row, toks, 0.6, 0.3), abs=2e-4)
