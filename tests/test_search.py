@@ -223,6 +223,9 @@ def test_stop_at_current_length_takes_fewer_steps(monkeypatch):
         assert c[0][1] <= e[0][1] + 1e-6  # the exact rule's best is never worse
     with pytest.raises(ValueError, match="stop"):
         beam_search(model, src, stop="never")
+    for beta in (-0.5, float("nan")):  # a penalty above 0 would break the stop rules' bound
+        with pytest.raises(ValueError, match="beta must be at least 0"):
+            beam_search(model, src, beta=beta)
 
 
 def test_stop_early_ends_a_sentence_at_its_beam_th_finished_hypothesis(monkeypatch):

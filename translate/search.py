@@ -206,6 +206,8 @@ def beam_search(
         raise ValueError(f"beam ({beam}) and n_best ({n_best}) must be at least 1")
     if stop not in STOPS:
         raise ValueError(f"stop must be one of {', '.join(STOPS)}; got '{stop}'")
+    if not beta >= 0:  # the stop rules take the coverage penalty to be at most 0
+        raise ValueError(f"beta must be at least 0; got {beta}")
     stop = "early" if beam == 1 else stop
     banned = torch.as_tensor(never, dtype=torch.long, device=src_ids.device)
     with _inference(model):
