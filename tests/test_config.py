@@ -81,17 +81,23 @@ def test_bad_values_name_the_key(override, words):
 
 
 @pytest.mark.parametrize(
-    "value, what",
+    "value, what, hint",
     [
-        ("/data/Gr\udcfc\udcdfe", "special characters are not allowed"),  # argv in Latin-1
-        ("[x", "expected ',' or ']'"),
+        (  # argv in Latin-1
+            "/data/Gr\udcfc\udcdfe",
+            "special characters are not allowed",
+            "rename or link the folder to a name in this system's encoding",
+        ),
+        ("[x", "expected ',' or ']'", "quote text with YAML syntax"),
     ],
 )
-def test_set_value_yaml_cannot_read_is_one_line(value, what):
+def test_set_value_yaml_cannot_read_is_one_line(value, what, hint):
+    """One line that says what to do for this value: no folder advice for unbalanced YAML."""
     with pytest.raises(ConfigError) as e:
         load_config(None, [f"data.dir={value}"])
     assert str(e.value).startswith(f"--set data.dir: '{value}' is not a YAML value (")
     assert what in str(e.value)
+    assert str(e.value).endswith(f"); {hint}")
     assert "\n" not in str(e.value)
 
 

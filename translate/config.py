@@ -169,10 +169,14 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             parsed = yaml.load(value, Loader=UniqueKeyLoader) if value.strip() else ""
         except yaml.YAMLError as e:  # e.g. undecodable bytes in a path
             what = getattr(e, "problem", None) or str(e).splitlines()[0]
+            undecodable = any("\udc80" <= c <= "\udcff" for c in value)  # argv bytes, kept
+            hint = (
+                "rename or link the folder to a name in this system's encoding"
+                if undecodable
+                else "quote text with YAML syntax"
+            )
             raise ConfigError(
-                f"--set {path.strip()}: '{value}' is not a YAML value ({what}); quote text "
-                "with YAML syntax, and rename or link a folder whose name is not in this "
-                "system's encoding"
+                f"--set {path.strip()}: '{value}' is not a YAML value ({what}); {hint}"
             ) from None
         raw.setdefault(keys[0], {})
         if not isinstance(raw[keys[0]], dict):
