@@ -190,7 +190,7 @@ def test_gpu_decoding_matches_the_cpu(tiny_checkpoint):
 
 
 def test_the_per_step_stop_flags_go_through_pinned_memory(tmp_path):
-    """Trainer._agreed_between_logs on CUDA (NCCL, one rank): the flags' copy to pinned host
+    """Stops._agreed_between_logs on CUDA (NCCL, one rank): the flags' copy to pinned host
     memory is read two steps later, as on the CPU."""
     reads = stop_flag_reads("cuda", "nccl", tmp_path / "init", "signal")
     assert reads == [None, None, None, "received SIGTERM"]

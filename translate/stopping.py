@@ -35,6 +35,7 @@ class Stops:
         self.start_session(0)
 
     def start_session(self, step: int) -> None:
+        """This session begins at update `step`, now: its clock, and no stop flags in flight."""
         self.session_start, self.session_step = time.time(), step
         self.flags = collections.deque()  # see _agreed_between_logs
 
