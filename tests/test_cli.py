@@ -215,6 +215,31 @@ def test_output_is_written_as_it_goes(tmp_path, monkeypatch, capsys):
     assert "holds the translations of no line yet" in err and f"tail -n +1 {src}" in err
 
 
+def test_a_file_is_read_in_whole_chunks_and_a_pipe_as_it_comes(tmp_path, monkeypatch):
+    """Only input that arrives over time (a pipe) ends a chunk where it pauses or after
+    GATHER_SECONDS: a file on slow storage still gets whole sorted chunks."""
+    given = []
+
+    class Echo:
+        def options(self, **opts):
+            return opts
+
+        def stream(self, lines, opts, progress, total, ready=None):
+            given.append(ready)
+            yield from lines
+
+    src, out = tmp_path / "in.de", tmp_path / "out.en"
+    src.write_text("a\nb\n", encoding="utf-8")
+    monkeypatch.setattr(cli, "load_translator", lambda args: Echo())
+    assert cli.main(["--input", str(src), "--output", str(out)]) == 0
+    read, write = os.pipe()
+    os.write(write, b"a\nb\n"), os.close(write)
+    with open(read, "rb") as pipe:
+        assert cli.main(["--input", f"/dev/fd/{pipe.fileno()}", "--output", str(out)]) == 0
+    assert given[0] is None and callable(given[1])
+    assert out.read_text(encoding="utf-8") == "a\nb\n"
+
+
 def test_ctrl_c_in_a_flush_counts_the_line_it_wrote(tmp_path, monkeypatch, capsys):
     """A signal during a write is handled as the call returns, after the line got out: the
     message counts what the file holds, so `tail -n +N` neither repeats nor skips a line."""

@@ -20,6 +20,7 @@ import io
 import os
 import select
 import signal
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -290,7 +291,7 @@ def run(args: argparse.Namespace) -> None:
             name, ready = "stdin" if stdin else args.input, None
             if isinstance(getattr(f, "raw", None), io.FileIO):  # not Windows' console, nor a
                 f = FdLines(f.fileno())  # stdin with no file descriptor (a notebook's)
-                ready = f.ready
+                ready = None if stat.S_ISREG(os.fstat(f.fd).st_mode) else f.ready  # a file: all in
             lines = iter_lines(f, name)
         out = files.enter_context(open(args.output, "wb")) if args.output else sys.stdout.buffer
         written = 0

@@ -42,9 +42,12 @@ def one_line(text: str) -> str:
     return " ".join(text.splitlines()).strip()
 
 
-def resolve_device(device: str, index: int = 0, use_cpu: str = "use --device cpu") -> torch.device:
-    """'auto' picks cuda:`index` when available; 'cuda' without a GPU, or with a torch build that
-    has no kernels for it, is a user error (a ValueError ending with `use_cpu`)."""
+def resolve_device(
+    device: str, index: int | None = None, use_cpu: str = "use --device cpu"
+) -> torch.device:
+    """'auto' picks cuda:`index` (None: the current CUDA device) when available; 'cuda' without a
+    GPU, or with a torch build that has no kernels for it, is a user error (a ValueError ending
+    with `use_cpu`)."""
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"--device must be auto, cpu or cuda; got '{device}'")
     if device == "cuda" and not torch.cuda.is_available():
@@ -52,10 +55,12 @@ def resolve_device(device: str, index: int = 0, use_cpu: str = "use --device cpu
     cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if cuda and (problem := cuda_build_problem(index)):
         raise ValueError(f"{problem}, or {use_cpu}")
-    return torch.device(f"cuda:{index}" if cuda else "cpu")
+    if not cuda:
+        return torch.device("cpu")
+    return torch.device("cuda" if index is None else f"cuda:{index}")
 
 
-def cuda_build_problem(index: int = 0) -> str | None:
+def cuda_build_problem(index: int | None = None) -> str | None:
     """Why this torch build cannot run on CUDA device `index`, or None. PyTorch's CUDA 12.8 and
     13.0 wheels (PyPI's for recent releases) carry no kernels for compute capability 6.x (P100,
     one of Kaggle's GPUs), nor since 2.10 for 7.0 (V100); its CUDA 12.6 wheels do. A kernel
