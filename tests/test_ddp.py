@@ -307,6 +307,33 @@ def test_every_rank_exits_with_the_same_status(tmp_path, signals, status):
     assert [(tmp_path / f"rank{r}.txt").read_text() for r in range(WORLD)] == [str(status)] * WORLD
 
 
+def late_signal_worker(rank: int, port: int, data: str, out_dir: str) -> None:
+    """A 2-update run where SIGTERM reaches rank 1 only after the stop (max_steps) is agreed."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD))
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    sets = [*tiny_overrides(Path(data), Path(out_dir) / "run"), "train.max_steps=2"]
+    cfg, finish = load_config(None, sets), Trainer._finish
+
+    def signalled_finish(self, reason):
+        if rank == 1:
+            self.stops.on_signal(signal.SIGTERM, None)
+        finish(self, reason)
+
+    with mock.patch.object(Trainer, "_finish", signalled_finish):
+        status = Trainer(cfg).run()
+    (Path(out_dir) / f"rank{rank}.txt").write_text(str(status))
+    dist.destroy_process_group()
+
+
+def test_a_signal_during_the_final_save_on_one_rank_gives_every_rank_its_status(
+    tiny_data, tmp_path
+):
+    """Not 0 on rank 0 (a success, to torchrun) and 143 on rank 1."""
+    args = (free_port(), str(tiny_data), str(tmp_path))
+    mp.spawn(late_signal_worker, args=args, nprocs=WORLD, join=True)
+    assert [(tmp_path / f"rank{r}.txt").read_text() for r in range(WORLD)] == ["143", "143"]
+
+
 def prepare_worker(rank: int, init_file: str, root: str, data_dirs: list[str]) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     sets = tiny_overrides(Path(root), Path(root) / "unused") + [f"data.dir={data_dirs[rank]}"]
