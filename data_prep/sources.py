@@ -6,6 +6,7 @@ corpus streams through in constant memory.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
 import socket
@@ -201,7 +202,15 @@ def load_wmt14(cfg: DataConfig):
         go_offline()  # a cached copy still loads; otherwise fail now, not after 5 retries
     try:
         return load_dataset(WMT14_REPO, pair)
-    except Exception as e:  # hub unreachable, offline mode, unknown config, ...
+    except Exception as e:  # hub unreachable, offline mode, unknown config, a full disk, ...
+        if disk_full(e):  # `datasets` wraps it: "An error occurred while generating the dataset"
+            from huggingface_hub.constants import HF_HOME
+
+            raise DataError(
+                f"no space left on the disk of the Hugging Face cache ('{HF_HOME}') while loading "
+                f"'{WMT14_REPO}' ({pair}), which needs about 2.2 GB there (0.8 GB of parquet, 1.4 "
+                "GB of Arrow); free space on it, or set HF_HOME to a folder on a disk with room"
+            ) from None
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
         if offline:
             reason = (
@@ -212,6 +221,15 @@ def load_wmt14(cfg: DataConfig):
             "hub access, put line-aligned files on disk and set data.source=local with data.train, "
             "data.valid and data.test naming them (PREFIX.de + PREFIX.en)"
         ) from None
+
+
+def disk_full(e: BaseException | None) -> bool:
+    """Whether `e`, or an exception it was raised from, is an OSError for a full disk."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def hub_reachable() -> bool:

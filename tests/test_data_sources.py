@@ -123,6 +123,28 @@ def test_wmt14_offline_is_a_one_line_data_error(monkeypatch):
     assert "\n" not in message and "wmt14" in message and "data.source=local" in message
 
 
+def test_wmt14_full_disk_in_the_cache_says_so(monkeypatch):
+    """A full disk while `datasets` writes the cache is named as such, not as a hub failure
+    (`datasets` raises DatasetGenerationError from the OSError, whose text it drops)."""
+    import errno
+
+    import datasets
+    from datasets.exceptions import DatasetGenerationError
+
+    def full(*args, **kwargs):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as e:
+            raise DatasetGenerationError("An error occurred while generating the dataset") from e
+
+    monkeypatch.setattr(datasets, "load_dataset", full)
+    monkeypatch.setattr(sources, "hub_reachable", lambda: True)
+    with pytest.raises(DataError, match="no space left on the disk of the Hugging Face cache") as e:
+        open_split(DataConfig(source="wmt14"), "valid", Stats())
+    assert "\n" not in str(e.value) and "HF_HOME" in str(e.value)
+    assert "without hub access" not in str(e.value)
+
+
 def test_wmt14_unresolvable_hub_goes_offline_at_once(monkeypatch):
     """No host name resolution: offline mode before load_dataset (no 5 retries), one line."""
     import socket
