@@ -472,17 +472,10 @@ def _out_dir_problem(out: Path, dirs: list[Path]) -> str | None:
         return f"is a directory but not a checkpoint (no {MODEL_FILE})"
     if out.is_dir() and (others := sorted({p.name for p in out.iterdir()} - AVERAGE_FILES)):
         return f"holds {', '.join(others[:3])}, which an average does not write"
-    if (out / MODEL_FILE).is_file() and "step" in _readable_metadata(out / MODEL_FILE):
-        return "holds a checkpoint training wrote (its weights name their step), not an average"
+    with contextlib.suppress(CheckpointError):  # no weights, or unreadable ones: replaced
+        if "step" in checkpoint_info(out):
+            return "holds a checkpoint training wrote (its weights name their step), not an average"
     return None
-
-
-def _readable_metadata(path: Path) -> dict[str, str]:
-    """The safetensors metadata of `path`; {} where it cannot be read."""
-    try:
-        return _read_header(path)[1]
-    except CheckpointError:
-        return {}
 
 
 def _check_inputs(dirs: list[Path], out: Path) -> ModelConfig:
